@@ -1,0 +1,37 @@
+"""Shared fixtures: seeding and the location of the benchmark data."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    """Every test starts from the same random state."""
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    """The folder of benchmark CSVs: ``$FLOWLLM_KIT_DATA`` or ``../shared/data``.
+
+    Tests that need real data skip when it is absent on a developer's machine, but fail in CI
+    (``CI`` set), where the data must be present.
+    """
+    root = Path(os.environ.get("FLOWLLM_KIT_DATA", REPO_ROOT.parent / "shared" / "data"))
+    if not (root / "mp_20_subset").is_dir():
+        message = f"benchmark data not found at {root}; set FLOWLLM_KIT_DATA"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return root
