@@ -49,7 +49,9 @@ class CrystalBatch:
     def __post_init__(self) -> None:
         n_atoms, n_crystals = self.atomic_numbers.shape[0], self.num_atoms.shape[0]
         if self.frac_coords.shape != (n_atoms, 3):
-            raise ValueError(f"frac_coords must be ({n_atoms}, 3), got {tuple(self.frac_coords.shape)}")
+            raise ValueError(
+                f"frac_coords must be ({n_atoms}, 3), got {tuple(self.frac_coords.shape)}"
+            )
         for name in ("lengths", "angles"):
             shape = tuple(getattr(self, name).shape)
             if shape != (n_crystals, 3):
@@ -62,13 +64,17 @@ class CrystalBatch:
             raise ValueError(f"ids must have {n_crystals} entries, got {len(self.ids)}")
 
     @classmethod
-    def from_crystals(cls, crystals: Sequence[Crystal], *, dtype: torch.dtype = torch.float32) -> CrystalBatch:
+    def from_crystals(
+        cls, crystals: Sequence[Crystal], *, dtype: torch.dtype = torch.float32
+    ) -> CrystalBatch:
         """Collate crystals into one batch (the order is kept)."""
         if len(crystals) == 0:
             raise ValueError("cannot batch an empty list of crystals")
         return cls(
             atomic_numbers=torch.from_numpy(np.concatenate([c.atomic_numbers for c in crystals])),
-            frac_coords=torch.from_numpy(np.concatenate([c.frac_coords for c in crystals])).to(dtype),
+            frac_coords=torch.from_numpy(np.concatenate([c.frac_coords for c in crystals])).to(
+                dtype
+            ),
             lengths=torch.from_numpy(np.stack([c.lengths for c in crystals])).to(dtype),
             angles=torch.from_numpy(np.stack([c.angles for c in crystals])).to(dtype),
             num_atoms=torch.tensor([c.num_atoms for c in crystals], dtype=torch.long),
@@ -129,7 +135,9 @@ class CrystalBatch:
         """A copy with some fields changed (derived, cached values are recomputed)."""
         return dataclasses.replace(self, **changes)
 
-    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> CrystalBatch:
+    def to(
+        self, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> CrystalBatch:
         """Move float tensors to ``device``/``dtype`` and integer tensors to ``device``."""
         return self.replace(
             atomic_numbers=self.atomic_numbers.to(device),
@@ -163,4 +171,5 @@ class CrystalBatch:
         )
 
     def __repr__(self) -> str:
-        return f"CrystalBatch({self.num_crystals} crystals, {self.atomic_numbers.shape[0]} atoms, device={self.device})"
+        n_atoms = self.atomic_numbers.shape[0]
+        return f"CrystalBatch({self.num_crystals} crystals, {n_atoms} atoms, device={self.device})"

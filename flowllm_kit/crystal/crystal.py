@@ -131,7 +131,9 @@ class Crystal:
         return dataclasses.replace(self, **changes)
 
     @classmethod
-    def from_structure(cls, structure: Structure, *, id: str | None = None, **properties: Any) -> Crystal:
+    def from_structure(
+        cls, structure: Structure, *, id: str | None = None, **properties: Any
+    ) -> Crystal:
         """From a pymatgen ``Structure`` (ordered sites only)."""
         from flowllm_kit.crystal import convert
 
