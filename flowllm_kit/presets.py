@@ -1,0 +1,68 @@
+"""Named presets: ``smoke`` (CI, seconds to minutes), ``demo`` (2-core CPU, tens of minutes),
+``paper`` (GPU, paper scale).
+
+A preset is an instance of the components' config dataclasses, not a bag of constants. Each
+stage adds its config here as it lands; notebooks and the command line read them through
+:func:`get_preset`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+__all__ = ["DataConfig", "Preset", "PresetName", "get_preset"]
+
+PresetName = Literal["smoke", "demo", "paper"]
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which data a run trains on and evaluates against."""
+
+    dataset: str
+    """Registered dataset name (mp_20, perov_5, ...) or a folder of CDVAE-format CSVs."""
+    train_split: str
+    """Split the models train on. No train split exists on the kit's CI machines, so the CPU
+    presets train on MP-20 val and evaluate on MP-20 test (see DESIGN.md)."""
+    eval_split: str
+    """Split generated crystals are compared with."""
+    max_crystals: int | None = None
+    """Cap on crystals loaded per split (None: all); keeps the smoke preset fast."""
+
+
+@dataclass(frozen=True)
+class Preset:
+    """All settings of one named preset."""
+
+    name: PresetName
+    data: DataConfig
+
+
+_PRESETS: dict[str, Preset] = {
+    "smoke": Preset(
+        name="smoke",
+        data=DataConfig(
+            dataset="mp_20_subset", train_split="train", eval_split="test", max_crystals=200
+        ),
+    ),
+    "demo": Preset(
+        name="demo", data=DataConfig(dataset="mp_20", train_split="val", eval_split="test")
+    ),
+    "paper": Preset(
+        name="paper", data=DataConfig(dataset="mp_20", train_split="train", eval_split="test")
+    ),
+}
+
+
+def get_preset(name: PresetName) -> Preset:
+    """The preset called ``name``.
+
+    Raises:
+        ValueError: If ``name`` is not one of ``smoke``, ``demo``, ``paper``.
+    """
+    if name not in _PRESETS:
+        raise ValueError(
+            f"unknown preset {name!r}; choose one of {', '.join(get_args(PresetName))}"
+        )
+    return _PRESETS[name]

@@ -1,0 +1,76 @@
+"""Every numbered notebook runs under papermill in the smoke preset, in order, into one run
+folder (later notebooks read what earlier ones wrote), and the runner skips finished stages."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from flowllm_kit.notebooks import find_notebooks, run_series
+
+NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+NOTEBOOKS = find_notebooks(NOTEBOOKS_DIR)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("smoke_run")
+
+
+@pytest.mark.notebooks
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_runs_in_smoke_preset(notebook: Path, run_dir: Path) -> None:
+    timings = run_series(
+        preset="smoke", run_dir=run_dir, notebooks_dir=NOTEBOOKS_DIR, only=[notebook.stem]
+    )
+    assert list(timings) == [notebook.stem]
+    executed = json.loads((run_dir / "notebooks" / notebook.name).read_text())
+    outputs = [
+        out
+        for cell in executed["cells"]
+        if cell["cell_type"] == "code"
+        for out in cell.get("outputs", [])
+    ]
+    assert not any(out.get("output_type") == "error" for out in outputs)
+    # Papermill injected the smoke preset after the parameters cell.
+    injected = [
+        c for c in executed["cells"] if "injected-parameters" in c["metadata"].get("tags", [])
+    ]
+    assert injected and 'preset = "smoke"' in "".join(injected[0]["source"])
+
+
+def test_runner_skips_finished_stages_and_redoes_on_request(tmp_path: Path, capsys) -> None:
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    cells = [
+        nbformat.v4.new_code_cell(
+            'preset = "demo"\nrun_dir = "."', metadata={"tags": ["parameters"]}
+        ),
+        nbformat.v4.new_code_cell(
+            "from pathlib import Path\n"
+            "counter = Path(run_dir) / 'count.txt'\n"
+            "counter.write_text(str(int(counter.read_text()) + 1 if counter.exists() else 1))"
+        ),
+    ]
+    notebook = nbformat.v4.new_notebook(cells=cells)
+    notebook.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(notebook, notebooks / "01_count.ipynb")
+    (notebooks / "scratch.ipynb").write_text("not numbered, never run")
+    run = tmp_path / "run"
+    assert list(run_series(preset="smoke", run_dir=run, notebooks_dir=notebooks)) == ["01_count"]
+    assert run_series(preset="smoke", run_dir=run, notebooks_dir=notebooks) == {}
+    assert "[skip] 01_count.ipynb" in capsys.readouterr().out
+    run_series(preset="smoke", run_dir=run, notebooks_dir=notebooks, redo=True)
+    assert (run / "count.txt").read_text() == "2"
+
+
+def test_runner_names_the_folder_when_no_notebooks(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=str(tmp_path)):
+        find_notebooks(tmp_path)
