@@ -1,0 +1,68 @@
+"""The flow stage: a GNN velocity field trained by Riemannian flow matching, and an ODE
+sampler that refines start crystals (from an LLM or a simple base distribution).
+
+Typical use::
+
+    from flowllm_kit.flow import (FlowTrainer, PairedBase, SamplerConfig, VelocityNetwork,
+                                  sample, train_preset)
+
+    net = VelocityNetwork.from_preset("smoke")
+    FlowTrainer(net, pairs, base=PairedBase(), config=train_preset("smoke")).fit()
+    refined = sample(net, x_0, config=SamplerConfig(num_steps=50)).crystals
+
+Modules: :mod:`~.config` (dataclasses, presets), :mod:`~.graph` and :mod:`~.layers` (building
+blocks), :mod:`~.network`, :mod:`~.path`, :mod:`~.loss`, :mod:`~.base`, :mod:`~.sampler`,
+:mod:`~.train`, :mod:`~.checkpoint`.
+"""
+
+from __future__ import annotations
+
+from flowllm_kit.flow.base import BaseDistribution, PairedBase, TypesOnlyBase, UniformBase
+from flowllm_kit.flow.checkpoint import load_network
+from flowllm_kit.flow.config import (
+    LossConfig,
+    NetworkConfig,
+    SamplerConfig,
+    TrainConfig,
+    network_preset,
+    train_preset,
+)
+from flowllm_kit.flow.graph import CrystalGraph, fully_connected_graph
+from flowllm_kit.flow.loss import FlowLoss, VelocityField, flow_matching_loss, path_loss
+from flowllm_kit.flow.network import VelocityNetwork
+from flowllm_kit.flow.path import PathSample, sample_path, sample_times
+from flowllm_kit.flow.sampler import SampleResult, Trajectory, sample, sample_in_chunks
+from flowllm_kit.flow.statistics import FlowStatistics
+from flowllm_kit.flow.train import FlowPair, FlowTrainer, fit_statistics
+
+__all__ = [
+    "BaseDistribution",
+    "CrystalGraph",
+    "FlowLoss",
+    "FlowPair",
+    "FlowStatistics",
+    "FlowTrainer",
+    "LossConfig",
+    "NetworkConfig",
+    "PairedBase",
+    "PathSample",
+    "SampleResult",
+    "SamplerConfig",
+    "TrainConfig",
+    "Trajectory",
+    "TypesOnlyBase",
+    "UniformBase",
+    "VelocityField",
+    "VelocityNetwork",
+    "fit_statistics",
+    "flow_matching_loss",
+    "fully_connected_graph",
+    "load_network",
+    "network_preset",
+    "path_loss",
+    "sample",
+    "sample_in_chunks",
+    "sample_path",
+    "sample_times",
+    "train_preset",
+]

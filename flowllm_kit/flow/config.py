@@ -1,0 +1,187 @@
+"""Configuration dataclasses of the flow stage and their presets.
+
+One dataclass per component (network, loss, sampler, training); presets are instances of
+those dataclasses, looked up by name::
+
+    >>> network_preset("paper").hidden_dim
+    512
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+__all__ = [
+    "NETWORK_PRESETS",
+    "TRAIN_PRESETS",
+    "LossConfig",
+    "NetworkConfig",
+    "PresetName",
+    "SamplerConfig",
+    "TrainConfig",
+    "network_preset",
+    "train_preset",
+]
+
+PresetName = Literal["smoke", "demo", "paper"]
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Shape of the velocity network (REFERENCE §7).
+
+    With ``hidden_dim=512``, ``num_frequencies=128`` and both optional edge features on, the
+    edge MLP's first layer sees the reference's 2,313-wide input:
+    ``h_i`` (512) + ``h_j`` (512) + lattice (6) + atom-count embedding (512) +
+    sinusoids (6 * 128 = 768) + Cartesian direction (3).
+    """
+
+    hidden_dim: int = 512  # width of node features and of every MLP's hidden layer
+    time_dim: int = 256  # width of the sinusoidal embedding of t
+    num_layers: int = 6  # message-passing layers
+    # Frequencies k = 1..num_frequencies of the displacement embedding sin/cos(2 pi k x). The
+    # reference uses k = 0..n-1; k = 0 gives sin = 0 and cos = 1, a dead and a constant input
+    # (the layer's bias already covers a constant), so the kit starts at k = 1. Same width.
+    num_frequencies: int = 128
+    max_atomic_number: int = 118  # size of the atom-type embedding table (index 0 unused)
+    # Feed an embedding of each crystal's atom count into every edge (as the reference does).
+    num_atoms_embedding: bool = True
+    max_num_atoms: int = 128  # atom counts above this share the last embedding row
+    # Feed the unit Cartesian vector of each edge's torus displacement (as the reference does).
+    edge_direction: bool = True
+    aggregation: Literal["mean", "sum"] = "mean"  # how messages are pooled per receiving atom
+    layer_norm: bool = True  # pre-LayerNorm in each layer and before the output heads
+
+    def __post_init__(self) -> None:
+        for name in ("hidden_dim", "time_dim", "num_layers", "num_frequencies", "max_num_atoms"):
+            value = getattr(self, name)
+            if value < 1:
+                raise ValueError(f"NetworkConfig.{name} must be positive, got {value}")
+        if self.time_dim % 2:
+            raise ValueError(f"NetworkConfig.time_dim must be even, got {self.time_dim}")
+        if self.aggregation not in ("mean", "sum"):
+            raise ValueError(f"aggregation must be 'mean' or 'sum', got {self.aggregation!r}")
+
+    @property
+    def edge_input_dim(self) -> int:
+        """Width of the (never materialized) concatenated edge input."""
+        width = 2 * self.hidden_dim + 6 + 6 * self.num_frequencies
+        width += self.hidden_dim if self.num_atoms_embedding else 0
+        return width + (3 if self.edge_direction else 0)
+
+
+NETWORK_PRESETS: dict[str, NetworkConfig] = {
+    # CI: seconds on a CPU.
+    "smoke": NetworkConfig(hidden_dim=32, time_dim=16, num_layers=2, num_frequencies=8),
+    # A laptop CPU: about 0.4 M parameters.
+    "demo": NetworkConfig(hidden_dim=128, time_dim=64, num_layers=3, num_frequencies=32),
+    # FlowLLM paper: hidden 512, time 256, 6 layers; 2,313-wide edge input like the reference.
+    "paper": NetworkConfig(hidden_dim=512, time_dim=256, num_layers=6, num_frequencies=128),
+}
+
+
+def network_preset(name: PresetName) -> NetworkConfig:
+    """The named :class:`NetworkConfig` (``"smoke"``, ``"demo"`` or ``"paper"``)."""
+    if name not in NETWORK_PRESETS:
+        raise KeyError(f"unknown preset {name!r}; choose from {sorted(NETWORK_PRESETS)}")
+    return NETWORK_PRESETS[name]
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Weights of the flow-matching loss (REFERENCE §6).
+
+    Default: the paper's ratio 200 : 1 (FlowLLM appendix), divided by the sum of the weights as
+    the reference code does. Normalizing keeps the loss on the scale the reference's learning
+    rate (3e-4) and gradient clip (0.5) were tuned for; the paper-vs-code difference (200 vs
+    400) then only halves or doubles the lattice term's share (0.5 % vs 0.25 %).
+    """
+
+    weight_coords: float = 200.0  # lambda_f, on the per-atom mean squared coordinate error
+    weight_lattice: float = 1.0  # lambda_l, on the mean squared lattice error
+    normalize: bool = True  # divide both weights by their sum (reference code)
+
+    @property
+    def weights(self) -> tuple[float, float]:
+        """``(lambda_f, lambda_l)`` as applied."""
+        total = self.weight_coords + self.weight_lattice if self.normalize else 1.0
+        return self.weight_coords / total, self.weight_lattice / total
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """How the ODE is integrated (REFERENCE §8)."""
+
+    method: Literal["euler", "midpoint", "rk4", "dopri5"] = "euler"  # torchdiffeq solver
+    num_steps: int = 250  # fixed-grid steps on [0, 1] (paper 250); ignored by dopri5
+    # Inference anti-annealing: v_f is multiplied by 1 + scale * max(0, t - start). Off by
+    # default (a plain ODE); the paper lists scale 5.
+    anti_annealing_scale: float = 0.0
+    anti_annealing_start: float = 0.0  # b: time after which anti-annealing starts
+    record_every: int | None = None  # keep the state every k steps (None: no trajectory)
+    # Matmul precision of the network: "bfloat16" runs it under torch.autocast (the ODE state
+    # stays float32). On CPUs with AVX512-BF16 and on GPUs several times faster; velocities
+    # carry ~3 significant digits (see benchmarks/results/flow.md for the effect on samples).
+    precision: Literal["float32", "bfloat16"] = "float32"
+    rtol: float = 1e-5  # dopri5 relative tolerance
+    atol: float = 1e-5  # dopri5 absolute tolerance
+
+    def __post_init__(self) -> None:
+        if self.method not in ("euler", "midpoint", "rk4", "dopri5"):
+            raise ValueError(f"unknown ODE method {self.method!r}")
+        if self.num_steps < 1:
+            raise ValueError(f"num_steps must be positive, got {self.num_steps}")
+        if self.precision not in ("float32", "bfloat16"):
+            raise ValueError(f"precision must be 'float32' or 'bfloat16', got {self.precision!r}")
+        if self.record_every is not None and self.record_every < 1:
+            raise ValueError(f"record_every must be positive, got {self.record_every}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimization of the velocity network (REFERENCE §7, reference-code values)."""
+
+    batch_size: int = 256  # crystals per step (paper 256)
+    max_steps: int = 10_000  # optimizer steps in total; the cosine schedule spans them
+    learning_rate: float = 3e-4  # peak AdamW learning rate
+    min_learning_rate: float = 1e-5  # end of the cosine schedule
+    warmup_steps: int = 0  # linear warm-up before the cosine decay
+    weight_decay: float = 0.0  # AdamW decoupled weight decay
+    grad_clip: float = 0.5  # max global gradient norm; 0 turns clipping off
+    ema_decay: float = 0.999  # exponential moving average of the weights
+    val_every: int = 500  # steps between validation losses (0: never)
+    checkpoint_every: int = 1_000  # steps between checkpoints when a run folder is given
+    seed: int = 0  # fixes shuffling, t and base samples: same seed, same run
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # "auto": CUDA when available
+    # CUDA only: torch.use_deterministic_algorithms (bitwise-repeatable runs, slower). CPU runs
+    # are repeatable without it.
+    deterministic: bool = False
+    progress: bool = True  # show a tqdm progress bar
+    # "bfloat16": forward and backward under torch.autocast (weights, optimizer and EMA stay
+    # float32). Several times faster on CPUs with AVX512-BF16 and on GPUs.
+    precision: Literal["float32", "bfloat16"] = "float32"
+    loss: LossConfig = field(default_factory=LossConfig)  # loss weights
+
+
+TRAIN_PRESETS: dict[str, TrainConfig] = {
+    "smoke": TrainConfig(
+        batch_size=16,
+        max_steps=200,
+        learning_rate=1e-3,
+        val_every=50,
+        checkpoint_every=100,
+        ema_decay=0.99,
+    ),
+    "demo": TrainConfig(
+        batch_size=64, max_steps=5_000, learning_rate=5e-4, val_every=250, checkpoint_every=500
+    ),
+    "paper": TrainConfig(),
+}
+
+
+def train_preset(name: PresetName) -> TrainConfig:
+    """The named :class:`TrainConfig`."""
+    if name not in TRAIN_PRESETS:
+        raise KeyError(f"unknown preset {name!r}; choose from {sorted(TRAIN_PRESETS)}")
+    return TRAIN_PRESETS[name]

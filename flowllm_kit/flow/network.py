@@ -1,0 +1,194 @@
+"""The velocity network ``v_theta(t, c) = (v_f, v_l)`` (REFERENCE §7).
+
+Usage::
+
+    >>> net = VelocityNetwork.from_preset("smoke")
+    >>> v_f, v_l = net(batch, t)      # batch: CrystalBatch, t: (B,)
+    >>> v_f.shape, v_l.shape          # (N, 3), (B, 6)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from flowllm_kit.crystal import CrystalBatch
+from flowllm_kit.flow.config import NetworkConfig, PresetName, network_preset
+from flowllm_kit.flow.graph import (
+    CrystalGraph,
+    displacement_features,
+    fully_connected_graph,
+    pair_displacement,
+)
+from flowllm_kit.flow.layers import MessageLayer, PairFeatures, time_embedding
+from flowllm_kit.flow.statistics import FlowStatistics
+from flowllm_kit.geometry import lattice, torus
+from flowllm_kit.geometry.lattice import LatticeStatistics
+
+__all__ = ["VelocityNetwork"]
+
+
+class VelocityNetwork(nn.Module):
+    """GNN velocity field on fully connected crystal graphs.
+
+    Atoms start from an atom-type embedding combined with a time embedding; ``num_layers``
+    message layers see, on every edge, both atoms' features, the z-scored lattice, the atom
+    count and a sinusoidal embedding of the torus displacement. Heads: a per-atom 3-vector
+    (no bias) for ``f`` and a mean-pooled 6-vector for ``l``, both de-standardized with the
+    training statistics; ``v_f`` has zero mean per crystal.
+
+    Invariances: permuting atoms within a crystal permutes ``v_f`` and leaves ``v_l``
+    unchanged; translating all coordinates of a crystal changes nothing (only displacements
+    enter).
+
+    Args:
+        config: Network shape.
+        statistics: Standardization statistics (identity when omitted; set them from the
+            training data with :meth:`set_statistics` before training).
+    """
+
+    def __init__(
+        self, config: NetworkConfig | None = None, *, statistics: FlowStatistics | None = None
+    ):
+        super().__init__()
+        self.config = config = config or NetworkConfig()
+        hidden = config.hidden_dim
+        self.atom_embedding = nn.Embedding(config.max_atomic_number + 1, hidden)
+        self.node_init = nn.Linear(hidden + config.time_dim, hidden)
+        self.num_atoms_embedding = (
+            nn.Embedding(config.max_num_atoms + 1, hidden) if config.num_atoms_embedding else None
+        )
+        crystal_dim = 6 + (hidden if config.num_atoms_embedding else 0)
+        self.layers = nn.ModuleList(
+            MessageLayer(
+                hidden,
+                crystal_dim,
+                3 * config.num_frequencies,
+                direction=config.edge_direction,
+                aggregation=config.aggregation,
+                layer_norm=config.layer_norm,
+            )
+            for _ in range(config.num_layers)
+        )
+        self.final_norm = nn.LayerNorm(hidden) if config.layer_norm else nn.Identity()
+        self.coord_head = nn.Linear(hidden, 3, bias=False)
+        self.lattice_head = nn.Linear(hidden, 6)
+        for name, value in (statistics or FlowStatistics()).tensors().items():
+            self.register_buffer(name, value.float())
+        self._graph_cache: tuple[Tensor, CrystalGraph] | None = None
+
+    @classmethod
+    def from_preset(
+        cls, name: PresetName, *, statistics: FlowStatistics | None = None, **changes: Any
+    ) -> VelocityNetwork:
+        """A network with the named preset's shape (``"smoke"``, ``"demo"``, ``"paper"``);
+        ``changes`` override config fields."""
+        return cls(dataclasses.replace(network_preset(name), **changes), statistics=statistics)
+
+    # --- statistics ----------------------------------------------------------------------
+    def set_statistics(self, statistics: FlowStatistics) -> None:
+        """Copy standardization statistics into the network's buffers."""
+        for name, value in statistics.tensors().items():
+            getattr(self, name).copy_(value)
+
+    @property
+    def statistics(self) -> FlowStatistics:
+        """The statistics currently held in the buffers."""
+
+        def pair(mean: Tensor, std: Tensor) -> LatticeStatistics:
+            return LatticeStatistics(mean=tuple(mean.tolist()), std=tuple(std.tolist()))
+
+        return FlowStatistics(
+            lattice=pair(self.lattice_mean, self.lattice_std),
+            lattice_velocity=pair(self.velocity_mean, self.velocity_std),
+            coord_scale=float(self.coord_scale),
+        )
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    # --- forward -------------------------------------------------------------------------
+    def forward(self, batch: CrystalBatch, t: Tensor) -> tuple[Tensor, Tensor]:
+        """Velocity at the batch's own coordinates and lattice.
+
+        Args:
+            batch: ``B`` crystals, ``N`` atoms.
+            t: ``(B,)`` times in [0, 1].
+
+        Returns:
+            ``(v_f, v_l)`` of shapes ``(N, 3)`` and ``(B, 6)`` (``v_l`` in the unconstrained
+            lattice space of :func:`flowllm_kit.geometry.lattice.lattice_to_unconstrained`).
+        """
+        return self.velocity(batch, batch.frac_coords, batch.lattice_unconstrained, t)
+
+    def velocity(
+        self,
+        batch: CrystalBatch,
+        f_t: Tensor,
+        l_t: Tensor,
+        t: Tensor,
+        *,
+        graph: CrystalGraph | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Velocity at state ``(f_t, l_t)`` of crystals with ``batch``'s atom types and sizes.
+
+        The ODE solver and the training loss call this with the flow's state directly, so the
+        lattice never round-trips through lengths and angles.
+
+        Args:
+            batch: Supplies atom types and atoms per crystal (its coordinates are ignored).
+            f_t: ``(N, 3)`` fractional coordinates (wrapped or not: only displacements enter).
+            l_t: ``(B, 6)`` unconstrained lattice.
+            t: ``(B,)`` times (a scalar is broadcast).
+            graph: The crystals' graph; built (and cached per ``num_atoms`` tensor) if omitted.
+
+        Returns:
+            ``(v_f, v_l)`` of shapes ``(N, 3)`` and ``(B, 6)``.
+        """
+        config = self.config
+        graph = graph or self.graph_for(batch.num_atoms)
+        t = t.to(f_t.dtype).expand(batch.num_crystals)
+        atom_crystal = graph.atom_crystal
+
+        time = time_embedding(t, config.time_dim)[atom_crystal]  # (N, T)
+        h = self.node_init(torch.cat([self.atom_embedding(batch.atomic_numbers), time], dim=-1))
+
+        displacement = pair_displacement(f_t, graph)  # (P, 3)
+        sines, cosines = displacement_features(displacement, config.num_frequencies)
+        crystal = (l_t - self.lattice_mean) / self.lattice_std  # (B, 6)
+        if self.num_atoms_embedding is not None:
+            counts = batch.num_atoms.clamp(max=config.max_num_atoms)
+            crystal = torch.cat([crystal, self.num_atoms_embedding(counts)], dim=-1)
+        direction = None
+        if config.edge_direction:
+            direction = self._edge_direction(displacement, l_t, graph)
+        pairs = PairFeatures(sines, cosines, direction, crystal)
+
+        for layer in self.layers:
+            h = layer(h, pairs, graph)
+        h = self.final_norm(h)
+
+        v_f = self.coord_head(h) * self.coord_scale  # (N, 3)
+        v_f = torus.remove_mean(v_f, atom_crystal, batch.num_crystals)
+        pooled = torus.scatter_mean(h, atom_crystal, batch.num_crystals)  # (B, H)
+        v_l = self.lattice_head(pooled) * self.velocity_std + self.velocity_mean  # (B, 6)
+        return v_f, v_l
+
+    def graph_for(self, num_atoms: Tensor) -> CrystalGraph:
+        """The fully connected graph, reused while the same ``num_atoms`` tensor comes back
+        (every step of an ODE solve)."""
+        cached = self._graph_cache
+        if cached is None or cached[0] is not num_atoms:
+            cached = self._graph_cache = (num_atoms, fully_connected_graph(num_atoms))
+        return cached[1]
+
+    @staticmethod
+    def _edge_direction(displacement: Tensor, l_t: Tensor, graph: CrystalGraph) -> Tensor:
+        """``(P, 3)`` unit Cartesian vectors of the pair displacements."""
+        lengths, angles = lattice.unconstrained_to_lattice(l_t)
+        matrix = lattice.params_to_matrix(lengths, angles)[graph.pair_crystal]  # (P, 3, 3)
+        cartesian = torch.einsum("pi,pij->pj", displacement, matrix)  # (P, 3)
+        return cartesian / cartesian.norm(dim=-1, keepdim=True).clamp(min=1e-8)

@@ -1,0 +1,251 @@
+"""Training loop of the velocity network: AdamW, cosine schedule, gradient clipping, EMA,
+validation loss, checkpoints with exact resume, progress bar.
+
+Determinism: the crystals of step ``k`` come from a permutation seeded by ``(seed, epoch)``
+and its times and base samples from a generator seeded by ``(seed, k)``, so a run resumed
+from a checkpoint repeats the uninterrupted run exactly (on the CPU; on CUDA also set
+``deterministic=True``, which makes scatter-adds deterministic at some cost).
+
+Example::
+
+    >>> trainer = FlowTrainer(net, pairs, base=PairedBase(), config=train_preset("smoke"),
+    ...                       val_pairs=val_pairs, run_dir="runs/flow")
+    >>> history = trainer.fit()
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
+from tqdm.auto import tqdm
+
+from flowllm_kit.crystal import Crystal, CrystalBatch
+from flowllm_kit.flow import checkpoint
+from flowllm_kit.flow.base import BaseDistribution
+from flowllm_kit.flow.config import TrainConfig
+from flowllm_kit.flow.loss import path_loss
+from flowllm_kit.flow.network import VelocityNetwork
+from flowllm_kit.flow.path import sample_path, sample_times
+from flowllm_kit.flow.statistics import FlowStatistics
+
+__all__ = ["FlowPair", "FlowTrainer", "fit_statistics", "resolve_device"]
+
+FlowPair = tuple[Crystal | None, Crystal]
+"""A training example ``(x_0, x_1)``; ``x_0`` is the LLM's crystal or ``None`` when the base
+distribution does not use one."""
+
+_STATISTICS_SEED = 12_345
+_VALIDATION_SEED = 54_321
+
+
+def resolve_device(device: str) -> torch.device:
+    """``"auto"`` -> CUDA when available, else the CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _collate(pairs: Sequence[FlowPair]) -> tuple[CrystalBatch | None, CrystalBatch]:
+    starts = [p[0] for p in pairs]
+    if any(s is None for s in starts) and not all(s is None for s in starts):
+        raise ValueError("either every pair or no pair must carry a start crystal x_0")
+    x_0 = None if starts[0] is None else CrystalBatch.from_crystals(starts)
+    return x_0, CrystalBatch.from_crystals([p[1] for p in pairs])
+
+
+def fit_statistics(
+    pairs: Sequence[FlowPair], base: BaseDistribution, *, max_pairs: int = 20_000
+) -> FlowStatistics:
+    """Network statistics from (up to ``max_pairs``) training pairs and base samples."""
+    x_0, x_1 = _collate(pairs[:max_pairs])
+    generator = torch.Generator().manual_seed(_STATISTICS_SEED)
+    return FlowStatistics.from_pairs(base.sample(x_1, x_0=x_0, generator=generator), x_1)
+
+
+class FlowTrainer:
+    """Trains a :class:`VelocityNetwork` by Riemannian flow matching.
+
+    Args:
+        network: The network (moved to the configured device).
+        train_pairs: Training examples.
+        base: Base distribution turning each ``(x_0, x_1)`` into a start crystal.
+        config: Optimization settings.
+        val_pairs: Validation examples (optional).
+        run_dir: Folder for checkpoints (``<run_dir>/checkpoint``); none are written if omitted.
+        set_statistics: Set the network's standardization statistics from ``train_pairs``
+            (turn off when they were set already, e.g. when fine-tuning).
+    """
+
+    def __init__(
+        self,
+        network: VelocityNetwork,
+        train_pairs: Sequence[FlowPair],
+        *,
+        base: BaseDistribution,
+        config: TrainConfig | None = None,
+        val_pairs: Sequence[FlowPair] | None = None,
+        run_dir: str | Path | None = None,
+        set_statistics: bool = True,
+    ):
+        self.config = config = config or TrainConfig()
+        self.device = resolve_device(config.device)
+        if config.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        self.train_pairs, self.val_pairs, self.base = list(train_pairs), val_pairs, base
+        if not self.train_pairs:
+            raise ValueError("FlowTrainer needs at least one training pair")
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        if set_statistics:
+            network.set_statistics(fit_statistics(self.train_pairs, base))
+        self.network = network.to(self.device)
+        self.ema = copy.deepcopy(self.network).requires_grad_(False)
+        self.optimizer = torch.optim.AdamW(
+            self.network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+        )
+        self.step = 0
+        self.skipped_steps = 0
+        self.history: list[dict[str, float]] = []
+
+    # --- schedule and data ---------------------------------------------------------------
+    def learning_rate(self, step: int) -> float:
+        """Linear warm-up, then cosine decay from the peak to the minimum at ``max_steps``."""
+        config = self.config
+        if step < config.warmup_steps:
+            return config.learning_rate * (step + 1) / config.warmup_steps
+        span = max(config.max_steps - config.warmup_steps, 1)
+        progress = min((step - config.warmup_steps) / span, 1.0)
+        cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
+        return config.min_learning_rate + (config.learning_rate - config.min_learning_rate) * cosine
+
+    def _indices(self, step: int) -> list[int]:
+        """Training examples of ``step``: consecutive slices of a per-epoch permutation."""
+        size = min(self.config.batch_size, len(self.train_pairs))
+        steps_per_epoch = len(self.train_pairs) // size  # the incomplete last slice is dropped
+        epoch, position = divmod(step, steps_per_epoch)
+        generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
+        order = torch.randperm(len(self.train_pairs), generator=generator)
+        return order[position * size : (position + 1) * size].tolist()
+
+    def _path_sample(self, pairs: Sequence[FlowPair], generator: torch.Generator):
+        x_0, x_1 = _collate(pairs)
+        x_0 = self.base.sample(x_1, x_0=x_0, generator=generator).to(self.device)
+        t = sample_times(x_1.num_crystals, generator=generator, device=self.device)
+        return sample_path(x_0, x_1.to(self.device), t)
+
+    # --- steps ---------------------------------------------------------------------------
+    def train_step(self) -> dict[str, float]:
+        """One optimizer step (skipped, but counted, when the loss is not finite)."""
+        config = self.config
+        generator = torch.Generator().manual_seed(config.seed * 1_000_003 + 7 + 2 * self.step)
+        pairs = [self.train_pairs[i] for i in self._indices(self.step)]
+        self.network.train()
+        sample = self._path_sample(pairs, generator)
+        low_precision = config.precision == "bfloat16"
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=low_precision):
+            loss = path_loss(self.network, sample, config=config.loss)
+        record = {"step": float(self.step), "loss": loss.total.item(), "lr": 0.0}
+        if not torch.isfinite(loss.total):
+            self.skipped_steps += 1
+        else:
+            learning_rate = self.learning_rate(self.step)
+            for group in self.optimizer.param_groups:
+                group["lr"] = learning_rate
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.total.backward()
+            if config.grad_clip > 0:
+                norm = torch.nn.utils.clip_grad_norm_(self.network.parameters(), config.grad_clip)
+                record["grad_norm"] = float(norm)
+            self.optimizer.step()
+            self._update_ema()
+            record.update(lr=learning_rate, coords=loss.coords.item(), lattice=loss.lattice.item())
+        self.step += 1
+        self.history.append(record)
+        return record
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        for ema_param, param in zip(self.ema.parameters(), self.network.parameters(), strict=True):
+            ema_param.lerp_(param, 1.0 - self.config.ema_decay)
+
+    @torch.no_grad()
+    def validation_loss(self, *, use_ema: bool = True) -> float:
+        """Mean loss over ``val_pairs`` at fixed times and base samples (same every call)."""
+        if not self.val_pairs:
+            raise ValueError("no validation pairs were given")
+        model = self.ema if use_ema else self.network
+        model.eval()
+        generator = torch.Generator().manual_seed(_VALIDATION_SEED)
+        total, count = 0.0, 0
+        for begin in range(0, len(self.val_pairs), self.config.batch_size):
+            pairs = self.val_pairs[begin : begin + self.config.batch_size]
+            loss = path_loss(model, self._path_sample(pairs, generator), config=self.config.loss)
+            total, count = total + float(loss.total) * len(pairs), count + len(pairs)
+        return total / count
+
+    def fit(self, num_steps: int | None = None) -> list[dict[str, float]]:
+        """Train until ``max_steps`` (or for ``num_steps`` more steps); returns the history.
+
+        Validation losses (key ``val_loss``) are added every ``val_every`` steps and a
+        checkpoint is written every ``checkpoint_every`` steps and at the end.
+        """
+        config = self.config
+        end = config.max_steps
+        if num_steps is not None:
+            end = min(self.step + num_steps, end)
+        bar = tqdm(total=end, initial=self.step, disable=not config.progress, desc="flow")
+        while self.step < end:
+            record = self.train_step()
+            if self.val_pairs and config.val_every and self.step % config.val_every == 0:
+                record["val_loss"] = self.validation_loss()
+            if self.run_dir is not None and self.step % config.checkpoint_every == 0:
+                self.save_checkpoint()
+            bar.update(1)
+            bar.set_postfix(loss=f"{record['loss']:.4f}")
+        bar.close()
+        if self.run_dir is not None:
+            self.save_checkpoint()
+        return self.history
+
+    # --- checkpoints ---------------------------------------------------------------------
+    def save_checkpoint(self, folder: str | Path | None = None) -> Path:
+        """Write the checkpoint (default ``<run_dir>/checkpoint``); returns its folder."""
+        if folder is None:
+            if self.run_dir is None:
+                raise ValueError("give a folder or construct the trainer with run_dir")
+            folder = self.run_dir / "checkpoint"
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        checkpoint.save_tensors(folder / "model.safetensors", self.network.state_dict())
+        checkpoint.save_tensors(folder / "ema.safetensors", self.ema.state_dict())
+        moments, param_groups = checkpoint.optimizer_tensors(self.optimizer)
+        checkpoint.save_tensors(folder / "optimizer.safetensors", moments)
+        state: dict[str, Any] = {
+            "step": self.step,
+            "skipped_steps": self.skipped_steps,
+            "network_config": checkpoint.config_dict(self.network.config),
+            "train_config": checkpoint.config_dict(self.config),
+            "statistics": self.network.statistics.to_dict(),
+            "optimizer_param_groups": param_groups,
+            "history": self.history,
+        }
+        (folder / "state.json").write_text(json.dumps(state, indent=1))
+        return folder
+
+    def load_checkpoint(self, folder: str | Path) -> None:
+        """Restore weights, EMA, optimizer, step and history from a checkpoint folder."""
+        folder = Path(folder)
+        state = checkpoint.read_state(folder)
+        device = str(self.device)
+        self.network.load_state_dict(load_file(str(folder / "model.safetensors"), device=device))
+        self.ema.load_state_dict(load_file(str(folder / "ema.safetensors"), device=device))
+        moments = load_file(str(folder / "optimizer.safetensors"), device=device)
+        checkpoint.load_optimizer_state(self.optimizer, moments, state["optimizer_param_groups"])
+        self.step, self.skipped_steps = state["step"], state["skipped_steps"]
+        self.history = state["history"]
