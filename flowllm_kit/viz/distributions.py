@@ -13,7 +13,6 @@ from flowllm_kit.crystal import Crystal
 __all__ = ["crystal_table", "distribution_figure"]
 
 
-
 def crystal_table(crystals: Sequence[Crystal]) -> pd.DataFrame:
     """One row per crystal: id, formula, atom and element counts, lattice, volume per atom."""
     rows = [
