@@ -28,8 +28,9 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
+# Two pytest workers (one per core); the notebooks run in order on one of them (xdist_group).
 test: $(STAMP) lint
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadgroup
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -21,6 +21,17 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Run each test on one torch thread: test tensors are tiny, pytest-xdist runs one worker
+    per core, and on a shared 2-core machine intra-op threads spin-waiting for each other made
+    tiny forward passes up to 100x slower. Code that wants more threads sets them itself."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def data_root() -> Path:
     """The folder of benchmark CSVs: ``$FLOWLLM_KIT_DATA`` or ``../shared/data``.

@@ -6,7 +6,6 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-import torch
 
 from flowllm_kit.crystal import Crystal
 
@@ -42,16 +41,6 @@ def perturbed(crystals: list[Crystal], *, seed: int = 1, scale: float = 1.0) -> 
         )
         for c in crystals
     ]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Run the flow tests single-threaded: their tensors are tiny, and on a shared 2-core
-    machine intra-op threads spin-waiting for each other made a tiny forward pass ~100x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -25,15 +25,6 @@ class UniformLM(torch.nn.Module):
         return SimpleNamespace(logits=torch.zeros(*input_ids.shape, self.vocab_size))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models run faster on one thread, especially on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def tokenizer():
     return build_tokenizer()
