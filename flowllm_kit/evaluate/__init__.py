@@ -1,0 +1,117 @@
+"""Evaluation of generated crystals (REFERENCE §9), one module per metric family.
+
+* :mod:`~flowllm_kit.evaluate.validity`: structural and SMACT compositional validity.
+* :mod:`~flowllm_kit.evaluate.properties`: Wasserstein distances of density and element
+  count, N-ary histogram.
+* :mod:`~flowllm_kit.evaluate.coverage`: CrystalNN / Magpie fingerprints, coverage recall and
+  precision.
+* :mod:`~flowllm_kit.evaluate.sun`: uniqueness, novelty, S.U.N. with StructureMatcher.
+* :mod:`~flowllm_kit.evaluate.relax`: resumable CHGNet relaxation.
+* :mod:`~flowllm_kit.evaluate.hull`: hull references and E_hull, stability flags.
+* :mod:`~flowllm_kit.evaluate.closeness`: closeness of crystals to their relaxed selves.
+* :mod:`~flowllm_kit.evaluate.report`: all of the above in one table, with its settings.
+
+Every function takes pymatgen ``Structure`` objects or kit ``Crystal`` objects. Some names
+here (``relax``, ``coverage``, ``sun``, ``report``) are both a module and its main function;
+the package attribute is the function.
+
+Example::
+
+    >>> from flowllm_kit import evaluate
+    >>> evaluate.structural_validity(structures)   # [True, False, ...]
+    >>> evaluate.compositional_validity(structures)
+"""
+
+from __future__ import annotations
+
+from flowllm_kit.evaluate.closeness import Closeness, closeness, relaxed_rms
+from flowllm_kit.evaluate.coverage import (
+    COVERAGE_CUTOFFS,
+    Coverage,
+    Fingerprints,
+    coverage,
+    fingerprints,
+)
+from flowllm_kit.evaluate.hull import (
+    HullReference,
+    entries_from_formation_energies,
+    load_elemental_references,
+    stability_flags,
+)
+from flowllm_kit.evaluate.properties import (
+    PropertyDistances,
+    densities,
+    element_counts,
+    nary_histogram,
+    property_distances,
+)
+from flowllm_kit.evaluate.relax import (
+    RelaxResult,
+    RelaxSettings,
+    read_cache,
+    relax,
+    structure_key,
+)
+from flowllm_kit.evaluate.report import Report, ReportSettings, report
+from flowllm_kit.evaluate.sun import (
+    CLOSENESS_MATCHER,
+    DEFAULT_MATCHER,
+    MatcherSettings,
+    novelty,
+    sun,
+    uniqueness,
+)
+from flowllm_kit.evaluate.validity import (
+    CompositionStatus,
+    composition_status,
+    compositional_validity,
+    smact_status,
+    structural_validity,
+)
+
+__all__ = [
+    # validity
+    "CompositionStatus",
+    "composition_status",
+    "compositional_validity",
+    "smact_status",
+    "structural_validity",
+    # properties
+    "PropertyDistances",
+    "densities",
+    "element_counts",
+    "nary_histogram",
+    "property_distances",
+    # coverage
+    "COVERAGE_CUTOFFS",
+    "Coverage",
+    "Fingerprints",
+    "coverage",
+    "fingerprints",
+    # uniqueness, novelty, S.U.N.
+    "CLOSENESS_MATCHER",
+    "DEFAULT_MATCHER",
+    "MatcherSettings",
+    "novelty",
+    "sun",
+    "uniqueness",
+    # relaxation
+    "RelaxResult",
+    "RelaxSettings",
+    "read_cache",
+    "relax",
+    "structure_key",
+    # hull
+    "HullReference",
+    "entries_from_formation_energies",
+    "load_elemental_references",
+    "stability_flags",
+    # closeness
+    "Closeness",
+    "closeness",
+    "relaxed_rms",
+    # report
+    "Report",
+    "ReportSettings",
+    "report",
+]

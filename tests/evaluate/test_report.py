@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import importlib
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from pymatgen.core import Lattice, Structure
+
+from flowllm_kit.evaluate import (
+    HullReference,
+    RelaxResult,
+    ReportSettings,
+    load_elemental_references,
+    report,
+)
+
+report_module = importlib.import_module("flowllm_kit.evaluate.report")
+
+
+@pytest.fixture(scope="module")
+def subset_hull(data_root):
+    frame = pd.read_csv(data_root / "mp_20_subset" / "test.csv")
+    refs = load_elemental_references(
+        data_root / "hull" / "2023-02-07-mp-elemental-reference-entries.json.gz"
+    )
+    return HullReference.from_formation_energies(
+        frame["pretty_formula"], frame["formation_energy_per_atom"], refs, source="subset test"
+    )
+
+
+def _fake_relax(hull: HullReference):
+    """A relaxer that leaves structures alone and returns their DFT energy from the hull."""
+    energy = {e.composition.reduced_formula: e.energy_per_atom for e in hull.entries}
+
+    def fake(structures, *, settings, cache, processes):
+        return [
+            RelaxResult(
+                key=str(i), formula=s.composition.reduced_formula, num_atoms=len(s),
+                initial_energy=energy[s.composition.reduced_formula] + 0.01,
+                final_energy=energy[s.composition.reduced_formula], steps=4, converged=True,
+                seconds=0.0, final_structure=s.as_dict(), error=None, settings={},
+            )
+            for i, s in enumerate(structures)
+        ]  # fmt: skip
+
+    return fake
+
+
+def test_report_numbers_and_files(mp20_subset_test, subset_hull, monkeypatch, tmp_path):
+    monkeypatch.setattr(report_module, "relax", _fake_relax(subset_hull))
+    frame, structures = mp20_subset_test
+    crystals = structures[:6]
+    squashed = Structure(Lattice.cubic(5.0), ["Na", "Cl"], [[0, 0, 0], [0.02, 0, 0]])
+    generated = [*crystals, crystals[0], squashed]  # a duplicate and an invalid crystal
+    settings = ReportSettings(min_count=3, processes=1)
+    result = report(
+        generated,
+        reference=structures[6:12],
+        training=structures[3:20],
+        hull=subset_hull,
+        baseline=structures[:6],
+        settings=settings,
+    )
+    metrics, table = result.metrics, result.per_structure
+    n = len(generated)
+    assert metrics["structural validity %"] == pytest.approx(100 * 7 / n)
+    assert metrics["unique %"] == pytest.approx(100 * 7 / n)
+    assert metrics["novel %"] == pytest.approx(100 * 5 / n)  # crystals 0-2, the copy, squashed
+    # E_hull of each valid crystal = its DFT value against this hull
+    per_atom = {e.composition.reduced_formula: e.energy_per_atom for e in subset_hull.entries}
+    e_hull = [
+        subset_hull.e_above_hull(s.composition, per_atom[s.composition.reduced_formula] * len(s))
+        for s in crystals
+    ]
+    stable = [e <= 1e-9 and len(s.composition) >= 2 for s, e in zip(crystals, e_hull, strict=True)]
+    expected = np.array([*stable, stable[0], False])
+    np.testing.assert_array_equal(table["stable"].to_numpy(), expected)
+    assert 0 < expected.sum() < 7
+    assert metrics["stable %"] == pytest.approx(100 * expected.sum() / n)
+    assert np.all(table["e_hull"].to_numpy()[:7] >= -1e-8)
+    assert math.isnan(table["e_hull"].iloc[-1])
+    assert metrics["closeness dE eV/atom"] == pytest.approx(0.01)
+    assert metrics["relaxation steps"] == 4
+    assert metrics["baseline stable %"] == pytest.approx(100 * expected[:6].sum() / 6)
+    sun = table["sun"].to_numpy()
+    assert sun.sum() == (expected & table["unique"] & table["novel"]).sum()
+    assert 0 <= metrics["coverage recall %"] <= 100
+    folder = result.save(tmp_path / "report")
+    assert json.loads((folder / "settings.json").read_text())["hull source"] == "subset test"
+    assert (folder / "nary_histogram.png").exists() and (folder / "e_hull_histogram.png").exists()
+    assert len(pd.read_csv(folder / "per_structure.csv")) == n
+
+
+def test_too_few_structures_are_not_computable(rock_salt):
+    result = report([rock_salt(), rock_salt()], figures=False)
+    assert math.isnan(result.metrics["structural validity %"])
+    assert result.settings["counts"]["generated"] == 2
