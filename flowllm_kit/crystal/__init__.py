@@ -10,5 +10,6 @@ from __future__ import annotations
 from flowllm_kit.crystal.batch import CrystalBatch
 from flowllm_kit.crystal.convert import write_cif
 from flowllm_kit.crystal.crystal import Crystal
+from flowllm_kit.crystal.io import read_crystals, write_crystals
 
-__all__ = ["Crystal", "CrystalBatch", "write_cif"]
+__all__ = ["Crystal", "CrystalBatch", "read_crystals", "write_cif", "write_crystals"]
