@@ -1,0 +1,207 @@
+"""Relax many structures with CHGNet: cache look-up, worker processes, batched FIRE."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from flowllm_kit.relax.batched import relax_in_batches
+from flowllm_kit.relax.cache import RelaxCache, relax_key
+from flowllm_kit.relax.chgnet_model import CHGNetModel, load_chgnet, resolve_device
+from flowllm_kit.relax.config import RelaxConfig
+from flowllm_kit.relax.result import RelaxResult
+
+if TYPE_CHECKING:
+    from pymatgen.core import Structure
+    from torch_sim.models.interface import ModelInterface
+
+    from flowllm_kit.crystal import Crystal
+
+__all__ = ["as_structures", "relax_structures", "single_threaded"]
+
+
+def relax_structures(
+    structures: Sequence[Structure | Crystal],
+    *,
+    config: RelaxConfig | None = None,
+    cache_path: str | Path | None = None,
+    progress: bool = True,
+    model: ModelInterface | None = None,
+) -> list[RelaxResult]:
+    """Relax structures with CHGNet, many at a time, and return one result per input.
+
+    Structures already in the cache are not relaxed again, and identical inputs are relaxed
+    once. A structure that breaks the relaxer comes back with ``error`` set; the others go on.
+    On CPU the work is split over ``config.num_workers`` spawned processes (one per core by
+    default), so a script calling this needs the usual ``if __name__ == "__main__":`` guard;
+    small jobs, a CUDA device or a given ``model`` run in this process, with one torch thread
+    on CPU.
+
+    Args:
+        structures: Ordered periodic structures (pymatgen, or kit :class:`Crystal`).
+        config: Settings (default :class:`RelaxConfig`, the REFERENCE §9 values).
+        cache_path: JSON-lines file of finished results; read first, appended as results come.
+        progress: Show a progress bar over the structures still to relax.
+        model: A torch-sim model to use instead of CHGNet (tests pass stand-ins); it runs in
+            this process.
+
+    Returns:
+        A :class:`RelaxResult` per input, in input order.
+
+    Example::
+
+        >>> results = relax_structures(structures, cache_path="relax.jsonl")  # doctest: +SKIP
+        >>> [r.final_energy_per_atom for r in results]  # doctest: +SKIP
+    """
+    from tqdm.auto import tqdm
+
+    config = config or RelaxConfig()
+    inputs = as_structures(structures)
+    keys = [relax_key(s, config) for s in inputs]
+    cache = RelaxCache(cache_path) if cache_path is not None else None
+    done: dict[str, RelaxResult] = {}
+    if cache is not None:
+        done = {key: cache.get(key) for key in set(keys) if key in cache}
+    todo: dict[str, Structure] = {}
+    for key, structure in zip(keys, inputs, strict=True):
+        if key not in done and key not in todo:
+            reason = _unrelaxable(structure)
+            if reason is None:
+                todo[key] = structure
+            else:
+                done[key] = RelaxResult.failure(reason)
+
+    todo_keys = list(todo)
+    bar = tqdm(total=len(todo_keys), desc="CHGNet relax", disable=not progress)
+
+    def record(position: int, result: RelaxResult) -> None:
+        key = todo_keys[position]
+        done[key] = result
+        if cache is not None and not (result.error or "").startswith(_WORKER_DIED):
+            cache.put(key, result)  # a dead worker is not the structure's fault: retry next run
+        bar.update(1)
+
+    workers = _num_workers(config)
+    device = resolve_device(config.device)
+    to_relax = [todo[key] for key in todo_keys]
+    in_process = workers == 1 or len(to_relax) < _MIN_STRUCTURES_PER_WORKER * workers
+    if model is not None or device.type != "cpu" or in_process:
+        with single_threaded(device.type == "cpu"):
+            if model is None:
+                model = CHGNetModel(load_chgnet(config.model_name, str(device)), device=device)
+            relax_in_batches(to_relax, model=model, config=config, on_result=record)
+    else:
+        _relax_in_workers(to_relax, config=config, workers=workers, on_result=record)
+    bar.close()
+    return [done[key] for key in keys]
+
+
+def as_structures(structures: Sequence[Structure | Crystal]) -> list[Structure]:
+    """pymatgen structures from pymatgen structures or kit crystals."""
+    from pymatgen.core import Structure
+
+    return [s if isinstance(s, Structure) else s.to_structure() for s in structures]
+
+
+@contextlib.contextmanager
+def single_threaded(enabled: bool = True) -> Iterator[None]:
+    """One torch thread and one BLAS thread while inside (restored on exit).
+
+    CHGNet on MP-20-sized cells gains little from a second intra-op thread, and on a shared
+    machine OpenMP and OpenBLAS threads spin at barriers while their partner is descheduled, which
+    made a CHGNet call 20x slower here; parallelism comes from worker processes instead.
+    """
+    if not enabled:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(limits=1, user_api="blas"):
+            yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _unrelaxable(structure: Structure) -> str | None:
+    """Why a structure cannot even be handed to the relaxer, or None."""
+    if len(structure) == 0:
+        return "empty structure"
+    if not structure.is_ordered:
+        return "disordered structure (partial occupancies); order it first"
+    if abs(structure.volume) < 1e-3:
+        return f"degenerate cell (volume {structure.volume:.2g} Å³)"
+    return None
+
+
+def _num_workers(config: RelaxConfig) -> int:
+    if config.num_workers is not None:
+        return config.num_workers
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def _relax_in_workers(
+    structures: list[Structure], *, config: RelaxConfig, workers: int, on_result: Any
+) -> None:
+    """Chunks of structures to single-threaded worker processes, each relaxing in batches."""
+    size = min(config.chunk_size, math.ceil(len(structures) / workers))  # every worker busy
+    chunks = [
+        list(range(start, min(start + size, len(structures))))
+        for start in range(0, len(structures), size)
+    ]
+    # spawn, not fork: a forked child would inherit torch's thread pools in an unknown state.
+    with ProcessPoolExecutor(
+        max_workers=min(workers, len(chunks)),
+        mp_context=get_context("spawn"),
+        initializer=_worker_start,
+        initargs=(config.model_name,),
+    ) as pool:
+        futures = {
+            pool.submit(_worker_relax, [structures[i] for i in chunk], config): chunk
+            for chunk in chunks
+        }
+        for future in as_completed(futures):
+            chunk = futures[future]
+            try:
+                results = future.result()
+            except Exception as exc:  # noqa: BLE001 (a dead worker fails its chunk, not the run)
+                message = f"{_WORKER_DIED}: {type(exc).__name__}: {exc}"
+                results = [RelaxResult.failure(message)] * len(chunk)
+            for position, result in zip(chunk, results, strict=True):
+                on_result(position, result)
+
+
+# Starting a worker (new interpreter, torch, CHGNet) takes seconds: not worth it for a few.
+_MIN_STRUCTURES_PER_WORKER = 4
+_WORKER_DIED = "worker process failed"
+_WORKER_MODEL: CHGNetModel | None = None
+
+
+def _worker_start(model_name: str) -> None:
+    """Runs once in each worker: one thread, CHGNet loaded."""
+    from threadpoolctl import threadpool_limits
+
+    global _WORKER_MODEL
+    torch.set_num_threads(1)
+    threadpool_limits(limits=1, user_api="blas")
+    _WORKER_MODEL = CHGNetModel(load_chgnet(model_name, "cpu"), device="cpu")
+
+
+def _worker_relax(structures: list[Structure], config: RelaxConfig) -> list[RelaxResult]:
+    results: list[RelaxResult | None] = [None] * len(structures)
+
+    def keep(position: int, result: RelaxResult) -> None:
+        results[position] = result
+
+    relax_in_batches(structures, model=_WORKER_MODEL, config=config, on_result=keep)
+    return results
