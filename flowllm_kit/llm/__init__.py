@@ -1,0 +1,67 @@
+"""The LLM stage: a language model that writes crystals as text, and the pair set it makes.
+
+::
+
+    from flowllm_kit import llm, text
+
+    config = llm.llm_preset("smoke")
+    model, tokenizer = llm.build_model(config, tokenizer=text.build_tokenizer())
+    llm.finetune(model, tokenizer, train_crystals, run_dir="runs/smoke/llm", config=config)
+    model, tokenizer = llm.load_model("runs/smoke/llm/model")
+    result = llm.sample_crystals(model, tokenizer, num_crystals=100, path="runs/smoke/s.jsonl")
+    pairs = llm.build_pairs(model, tokenizer, train_crystals, run_dir="runs/smoke/pairs")
+
+Importing this package does not import transformers or peft; the functions do.
+"""
+
+from __future__ import annotations
+
+from flowllm_kit.llm.config import (
+    LLM_PRESETS,
+    SCRATCH_PRESETS,
+    FinetuneConfig,
+    LLMConfig,
+    LoRAConfig,
+    PairConfig,
+    SamplingConfig,
+    ScratchModelConfig,
+    llm_preset,
+)
+from flowllm_kit.llm.finetune import FinetuneResult, finetune
+from flowllm_kit.llm.model import (
+    build_model,
+    count_parameters,
+    load_model,
+    merge_lora,
+    pretrained_model,
+    scratch_model,
+)
+from flowllm_kit.llm.pairs import PairSet, align_atoms, build_pairs
+from flowllm_kit.llm.sample import SampleResult, generate_texts, read_samples, sample_crystals
+
+__all__ = [
+    "LLM_PRESETS",
+    "SCRATCH_PRESETS",
+    "FinetuneConfig",
+    "FinetuneResult",
+    "LLMConfig",
+    "LoRAConfig",
+    "PairConfig",
+    "PairSet",
+    "SampleResult",
+    "SamplingConfig",
+    "ScratchModelConfig",
+    "align_atoms",
+    "build_model",
+    "build_pairs",
+    "count_parameters",
+    "finetune",
+    "generate_texts",
+    "llm_preset",
+    "load_model",
+    "merge_lora",
+    "pretrained_model",
+    "read_samples",
+    "sample_crystals",
+    "scratch_model",
+]

@@ -1,0 +1,224 @@
+"""Configuration dataclasses of the LLM stage and their presets.
+
+One dataclass per component (scratch architecture, LoRA, fine-tuning, sampling, pair set);
+:class:`LLMConfig` bundles them, and the presets ``smoke``, ``demo`` and ``paper`` are
+instances of it::
+
+    >>> llm_preset("paper").lora.r
+    8
+    >>> llm_preset("demo").scratch.hidden_size
+    256
+
+A config round-trips through JSON (:meth:`LLMConfig.to_dict` / :meth:`LLMConfig.from_dict`),
+which is how a run folder records the settings it was trained with.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = [
+    "LLM_PRESETS",
+    "SCRATCH_PRESETS",
+    "FinetuneConfig",
+    "LLMConfig",
+    "LoRAConfig",
+    "PairConfig",
+    "PresetName",
+    "Quantization",
+    "SamplingConfig",
+    "ScratchModelConfig",
+    "llm_preset",
+]
+
+PresetName = Literal["smoke", "demo", "paper"]
+Quantization = Literal["none", "4bit", "8bit"]
+
+
+@dataclass(frozen=True)
+class ScratchModelConfig:
+    """Shape of a LLaMA-architecture model trained from scratch (vocabulary from the tokenizer)."""
+
+    hidden_size: int = 256  # width of the residual stream
+    num_layers: int = 4  # decoder blocks
+    num_heads: int = 8  # attention heads (hidden_size must divide by it)
+    num_kv_heads: int | None = None  # grouped-query heads; None: as many as num_heads
+    intermediate_size: int = 1024  # width of the SwiGLU MLP
+    max_position_embeddings: int = 1024  # longest sequence (MP-20 texts: ~450 tokens)
+    tie_word_embeddings: bool = False  # share input and output embedding matrices
+
+    def __post_init__(self) -> None:
+        if self.hidden_size % self.num_heads:
+            raise ValueError(
+                f"hidden_size {self.hidden_size} must be divisible by num_heads {self.num_heads}"
+            )
+
+
+@dataclass(frozen=True)
+class LoRAConfig:
+    """Low-rank adapters (peft) on a pretrained model; defaults from REFERENCE §3."""
+
+    r: int = 8  # adapter rank
+    alpha: int = 32  # scaling numerator: the update is (alpha / r) * B @ A
+    dropout: float = 0.05  # dropout on the adapter input
+    # Linear layers that get adapters. The reference code keeps PEFT's q/v default; the kit
+    # adapts all four attention projections (the usual QLoRA choice).
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Fine-tuning with the transformers ``Trainer``."""
+
+    epochs: float = 10.0  # passes over the training texts (paper: 10)
+    max_steps: int | None = None  # stop after this many optimizer steps (overrides epochs)
+    batch_size: int = 16  # texts per device step (paper: 16)
+    gradient_accumulation_steps: int = 1  # steps per optimizer update
+    learning_rate: float = 5e-4  # peak learning rate (paper: 5e-4; reference code: 1e-4)
+    lr_scheduler: Literal["cosine", "linear", "constant_with_warmup"] = "cosine"
+    warmup_steps: int = 100  # linear warmup (reference: 100)
+    weight_decay: float = 0.0  # AdamW decoupled weight decay
+    max_length: int = 1024  # texts are truncated to this many tokens
+    eval_steps: int | None = None  # evaluate every this many steps; None: once per epoch
+    save_steps: int | None = None  # checkpoint every this many steps; None: once per epoch
+    save_total_limit: int | None = 2  # checkpoints kept (older ones are deleted)
+    logging_steps: int = 10  # log the training loss every this many steps
+    seed: int = 0  # seed of weights' init (scratch), data order and augmentation
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 on GPUs that support it
+    # Training text options (flowllm_kit.text.training_text): fresh draws every epoch.
+    conditioning: Literal["none", "random", "all"] = "random"  # reference: random attributes
+    infill_probability: float = 0.0  # reference: 0.34 (kit default off: it only generates)
+    translate: bool = True  # random global translation (reference: on)
+    permute: bool = False  # random atom order (not in the reference)
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """Nucleus sampling from the fine-tuned model (REFERENCE §3)."""
+
+    temperature: float = 0.7  # paper's best: 0.7
+    top_p: float = 0.9  # paper's best: 0.9
+    max_new_tokens: int = 512  # a text longer than this is cut and rejected
+    batch_size: int = 64  # prompts per generate call
+    # "static": a preallocated KV cache (about 10% less CPU time than "dynamic" at batch 64
+    # on the demo model, none at small batches; see benchmarks/results/llm_sampling.md).
+    cache: Literal["static", "dynamic"] = "static"
+
+
+@dataclass(frozen=True)
+class PairConfig:
+    """The (LLM crystal, real crystal) pair set of Algorithm 1, step 2 (REFERENCE §4)."""
+
+    num_pairs: int = 1000  # N_tr pairs kept (paper: 3.3 million)
+    temperature: float = 0.9  # the paper drew pairs with tau = 0.9
+    top_p: float = 0.99  # and P = 0.99
+    noise_std: float = 0.0  # Gaussian noise on c0's coordinates (reference: none)
+    max_draws: int | None = None  # give up after this many samples; None: 20 * num_pairs
+
+
+@dataclass(frozen=True)
+class LLMConfig:
+    """Everything about the LLM stage of one run.
+
+    Exactly one of ``scratch`` (train a LLaMA-architecture model from scratch, on the kit's
+    tokenizer, all weights trained) and ``pretrained`` (a local path or hub id of a causal LM,
+    its own tokenizer, LoRA adapters trained) is set.
+    """
+
+    scratch: ScratchModelConfig | None = None  # architecture of a model trained from scratch
+    pretrained: str | None = None  # local folder or hub id of a pretrained causal LM
+    lora: LoRAConfig | None = None  # adapters; None: full fine-tuning (scratch models)
+    quantization: Quantization = "none"  # bitsandbytes loading of the pretrained weights
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    pairs: PairConfig = field(default_factory=PairConfig)
+
+    def __post_init__(self) -> None:
+        if (self.scratch is None) == (self.pretrained is None):
+            raise ValueError("set exactly one of LLMConfig.scratch and LLMConfig.pretrained")
+        if self.quantization != "none" and (self.pretrained is None or self.lora is None):
+            raise ValueError("quantized loading needs a pretrained model with LoRA adapters")
+
+    def replace(self, **changes: Any) -> LLMConfig:
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dictionary (tuples become lists)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LLMConfig:
+        """Inverse of :meth:`to_dict`; unknown keys raise ``TypeError``."""
+        parts: dict[str, Any] = dict(data)
+        if parts.get("scratch") is not None:
+            parts["scratch"] = ScratchModelConfig(**parts["scratch"])
+        if parts.get("lora") is not None:
+            lora = dict(parts["lora"])
+            lora["target_modules"] = tuple(lora.get("target_modules", ()))
+            parts["lora"] = LoRAConfig(**lora)
+        for name, kind in (
+            ("finetune", FinetuneConfig),
+            ("sampling", SamplingConfig),
+            ("pairs", PairConfig),
+        ):
+            if name in parts:
+                parts[name] = kind(**parts[name])
+        return cls(**parts)
+
+
+SCRATCH_PRESETS: dict[str, ScratchModelConfig] = {
+    # CI: about 0.1 M parameters with the kit's ~200-token vocabulary.
+    "smoke": ScratchModelConfig(
+        hidden_size=64,
+        num_layers=2,
+        num_heads=4,
+        intermediate_size=192,
+        max_position_embeddings=768,
+    ),
+    # 2-core CPU: about 4.3 M parameters.
+    "demo": ScratchModelConfig(hidden_size=256, num_layers=4, num_heads=8, intermediate_size=1024),
+    # One GPU: about 85 M parameters (GPT-2 small's width and depth).
+    "gpu": ScratchModelConfig(hidden_size=768, num_layers=12, num_heads=12, intermediate_size=2048),
+}
+
+LLM_PRESETS: dict[str, LLMConfig] = {
+    "smoke": LLMConfig(
+        scratch=SCRATCH_PRESETS["smoke"],
+        finetune=FinetuneConfig(
+            epochs=2.0, batch_size=8, learning_rate=3e-3, warmup_steps=5, logging_steps=5
+        ),
+        sampling=SamplingConfig(batch_size=16, max_new_tokens=448),
+        pairs=PairConfig(num_pairs=16, max_draws=128),
+    ),
+    "demo": LLMConfig(
+        scratch=SCRATCH_PRESETS["demo"],
+        finetune=FinetuneConfig(
+            epochs=10.0, batch_size=16, learning_rate=1e-3, warmup_steps=100, logging_steps=20
+        ),
+        sampling=SamplingConfig(batch_size=64, max_new_tokens=448),
+        pairs=PairConfig(num_pairs=500),
+    ),
+    # The paper: LLaMA-2 70B, QLoRA (4-bit) r=8 alpha=32, 10 epochs, batch 16, cosine 5e-4.
+    "paper": LLMConfig(
+        pretrained="meta-llama/Llama-2-70b-hf",
+        lora=LoRAConfig(),
+        quantization="4bit",
+        finetune=FinetuneConfig(epochs=10.0, batch_size=16, learning_rate=5e-4, max_length=1024),
+        sampling=SamplingConfig(batch_size=32, max_new_tokens=1024),
+        pairs=PairConfig(num_pairs=3_300_000),
+    ),
+}
+
+
+def llm_preset(name: PresetName) -> LLMConfig:
+    """The LLM configuration of the preset called ``name``.
+
+    Raises:
+        ValueError: If ``name`` is not one of ``smoke``, ``demo``, ``paper``.
+    """
+    if name not in LLM_PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(LLM_PRESETS)}")
+    return LLM_PRESETS[name]

@@ -1,0 +1,251 @@
+"""Fine-tune a language model on crystal texts with the transformers ``Trainer``.
+
+Training examples are prompt + crystal text + end of sequence
+(:func:`flowllm_kit.text.training_text`). They are rendered when the batch is drawn, from a
+random generator seeded by (seed, epoch, index): every epoch sees a fresh translation (and
+prompt) draw, and a resumed run sees exactly the draws the interrupted one would have.
+
+A run folder holds::
+
+    <run_dir>/llm_config.json      the LLMConfig the run was started with
+    <run_dir>/checkpoints/...      Trainer checkpoints (resume from the last one)
+    <run_dir>/model/               final weights (or LoRA adapters) and the tokenizer
+    <run_dir>/train_log.json       the Trainer's log history (losses, eval losses)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from flowllm_kit.llm.config import FinetuneConfig, LLMConfig
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
+
+__all__ = ["FinetuneResult", "TextDataset", "finetune", "render_training_text"]
+
+Render = Callable[[Any, np.random.Generator], str]
+"""Turns one training item into its text, given a random generator for augmentation."""
+
+
+def render_training_text(config: FinetuneConfig, tokenizer: PreTrainedTokenizerBase) -> Render:
+    """The default :data:`Render`: strings pass through, crystals go through
+    :func:`flowllm_kit.text.training_text` with the options in ``config``."""
+    from flowllm_kit.text.prompts import training_text
+
+    def render(item: Any, rng: np.random.Generator) -> str:
+        if isinstance(item, str):
+            return item
+        return training_text(
+            item,
+            eos_token=tokenizer.eos_token,
+            conditioning=config.conditioning,
+            infill_probability=config.infill_probability,
+            translate=config.translate,
+            permute=config.permute,
+            rng=rng,
+        )
+
+    return render
+
+
+class TextDataset(torch.utils.data.Dataset):
+    """Training items rendered to token ids on access, augmentation redrawn per epoch.
+
+    Args:
+        items: Crystals or ready texts.
+        tokenizer: Turns texts into ids; the end-of-sequence id is appended if missing.
+        render: Item -> text (see :func:`render_training_text`).
+        max_length: Longest tokenized example; longer ones are truncated.
+        seed: Base seed of the augmentation draws.
+    """
+
+    def __init__(
+        self,
+        items: Sequence[Any],
+        tokenizer: PreTrainedTokenizerBase,
+        *,
+        render: Render,
+        max_length: int,
+        seed: int = 0,
+    ) -> None:
+        self.items = items
+        self.tokenizer = tokenizer
+        self.render = render
+        self.max_length = max_length
+        self.seed = seed
+        self.epoch = 0  # set by the Trainer callback at the start of every epoch
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def text(self, index: int) -> str:
+        """The text of item ``index`` in the current epoch."""
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        return self.render(self.items[index], rng)
+
+    def __getitem__(self, index: int) -> dict[str, list[int]]:
+        ids = self.tokenizer(self.text(index), truncation=True, max_length=self.max_length)[
+            "input_ids"
+        ]
+        eos = self.tokenizer.eos_token_id
+        if ids[-1] != eos and len(ids) < self.max_length:
+            ids = [*ids, eos]
+        return {"input_ids": ids}
+
+
+def _collate(pad_id: int) -> Callable[[list[dict[str, list[int]]]], dict[str, torch.Tensor]]:
+    """Right-pad a batch; padding is left out of the loss through the mask, never by id (the
+    pad id may equal the end-of-sequence id, which must be learned)."""
+
+    def collate(examples: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
+        length = max(len(e["input_ids"]) for e in examples)
+        ids = torch.full((len(examples), length), pad_id, dtype=torch.long)  # (B, T)
+        mask = torch.zeros((len(examples), length), dtype=torch.long)  # (B, T)
+        for row, example in enumerate(examples):
+            ids[row, : len(example["input_ids"])] = torch.tensor(example["input_ids"])
+            mask[row, : len(example["input_ids"])] = 1
+        labels = ids.masked_fill(mask == 0, -100)  # loss over prompt and crystal tokens
+        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+    return collate
+
+
+def _epoch_callback(datasets: Sequence[TextDataset]) -> TrainerCallback:
+    from transformers import TrainerCallback
+
+    class SetEpoch(TrainerCallback):
+        def on_epoch_begin(self, args, state, control, **kwargs):  # noqa: ANN001, ANN202
+            for dataset in datasets:
+                dataset.epoch = math.floor((state.epoch or 0.0) + 1e-6)
+
+    return SetEpoch()
+
+
+@dataclass(frozen=True)
+class FinetuneResult:
+    """What :func:`finetune` produced."""
+
+    run_dir: Path  # the run folder
+    model_dir: Path  # final model (or adapters) and tokenizer: pass to load_model
+    train_loss: float  # mean training loss over the run
+    eval_loss: float | None  # loss on the evaluation texts after training
+    global_step: int  # optimizer steps taken (including those before a resume)
+    log_history: list[dict[str, Any]]  # the Trainer's logs
+
+
+def finetune(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    train: Sequence[Any],
+    *,
+    run_dir: str | Path,
+    config: LLMConfig,
+    eval: Sequence[Any] | None = None,  # noqa: A002 (mirrors the Trainer's eval_dataset)
+    render: Render | None = None,
+    resume: bool | str | Path = False,
+    callbacks: Sequence[TrainerCallback] = (),
+    progress_bar: bool = True,
+) -> FinetuneResult:
+    """Fine-tune ``model`` on crystals (or texts) and save it into ``run_dir``.
+
+    Args:
+        model: From :func:`flowllm_kit.llm.build_model` (scratch: all weights train; LoRA:
+            only adapters train).
+        tokenizer: The model's tokenizer.
+        train: Training crystals (rendered with ``config.finetune``'s text options) or texts.
+        run_dir: The run folder (created if needed).
+        config: The run's settings; ``config.finetune`` drives the Trainer and the whole config
+            is saved as ``llm_config.json``.
+        eval: Evaluation crystals or texts; their loss is logged every epoch (or
+            ``eval_steps``).
+        render: Item -> text override (default: :func:`render_training_text`).
+        resume: ``True``: continue from the last checkpoint in ``run_dir`` if there is one;
+            a path: continue from that checkpoint; ``False``: start afresh.
+        callbacks: Extra ``TrainerCallback`` objects.
+        progress_bar: Show the Trainer's tqdm progress bar.
+
+    Returns:
+        A :class:`FinetuneResult`.
+    """
+    from transformers import Trainer, TrainingArguments
+    from transformers.trainer_utils import get_last_checkpoint
+
+    options = config.finetune
+    run_dir = Path(run_dir)
+    checkpoints = run_dir / "checkpoints"
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    (run_dir / "llm_config.json").write_text(json.dumps(config.to_dict(), indent=2))
+    render = render or render_training_text(options, tokenizer)
+    datasets = {
+        name: TextDataset(
+            items, tokenizer, render=render, max_length=options.max_length, seed=options.seed
+        )
+        for name, items in (("train", train), ("eval", eval))
+        if items is not None
+    }
+    bf16 = options.precision == "bf16" or (
+        options.precision == "auto" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    )
+    per_epoch = options.eval_steps is None
+    args = TrainingArguments(
+        output_dir=str(checkpoints),
+        num_train_epochs=options.epochs,
+        max_steps=options.max_steps if options.max_steps is not None else -1,
+        per_device_train_batch_size=options.batch_size,
+        per_device_eval_batch_size=options.batch_size,
+        gradient_accumulation_steps=options.gradient_accumulation_steps,
+        learning_rate=options.learning_rate,
+        lr_scheduler_type=options.lr_scheduler,
+        warmup_steps=options.warmup_steps,
+        weight_decay=options.weight_decay,
+        logging_steps=options.logging_steps,
+        eval_strategy=("no" if eval is None else "epoch" if per_epoch else "steps"),
+        eval_steps=options.eval_steps,
+        save_strategy="epoch" if options.save_steps is None else "steps",
+        save_steps=options.save_steps or 500,
+        save_total_limit=options.save_total_limit,
+        seed=options.seed,
+        data_seed=options.seed,
+        bf16=bf16,
+        report_to="none",
+        disable_tqdm=not progress_bar,
+        remove_unused_columns=False,
+        dataloader_num_workers=0,  # the epoch callback sets the dataset's epoch in-process
+        dataloader_pin_memory=torch.cuda.is_available(),
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=datasets["train"],
+        eval_dataset=datasets.get("eval"),
+        data_collator=_collate(tokenizer.pad_token_id),
+        callbacks=[_epoch_callback(list(datasets.values())), *callbacks],
+    )
+    checkpoint: str | None = None
+    if resume is True:
+        checkpoint = get_last_checkpoint(str(checkpoints))
+    elif resume:
+        checkpoint = str(resume)
+    output = trainer.train(resume_from_checkpoint=checkpoint)
+    eval_loss = trainer.evaluate()["eval_loss"] if eval is not None else None
+    model_dir = run_dir / "model"
+    trainer.save_model(str(model_dir))
+    tokenizer.save_pretrained(str(model_dir))
+    (run_dir / "train_log.json").write_text(json.dumps(trainer.state.log_history, indent=2))
+    return FinetuneResult(
+        run_dir=run_dir,
+        model_dir=model_dir,
+        train_loss=float(output.training_loss),
+        eval_loss=eval_loss,
+        global_step=trainer.state.global_step,
+        log_history=list(trainer.state.log_history),
+    )

@@ -1,0 +1,287 @@
+"""Draw crystals from a fine-tuned language model until enough of them parse.
+
+Prompts are generated in batches (left padding, KV cache, nucleus sampling, stop at the
+end-of-sequence token); every sample is decoded with :func:`flowllm_kit.text.decode` and
+either kept or counted as rejected under its :class:`~flowllm_kit.text.ParseError` reason
+(``truncated`` when no end-of-sequence token came within ``max_new_tokens``, or a reason
+returned by the caller's ``accept`` check). Every draw is appended to a JSON lines file as
+soon as its batch is decoded, so an interrupted run resumes where it stopped::
+
+    result = sample_crystals(model, tokenizer, num_crystals=1000, path="run/samples.jsonl")
+    result.crystals          # exactly 1000 crystals
+    result.rejections        # e.g. {"bad_number": 3, "truncated": 1}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from flowllm_kit.crystal import Crystal
+from flowllm_kit.llm.config import SamplingConfig
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+__all__ = [
+    "SampleResult",
+    "crystal_from_json",
+    "crystal_to_json",
+    "generate_texts",
+    "read_samples",
+    "sample_crystals",
+]
+
+Prompts = str | Sequence[str] | Callable[[int], str]
+"""One prompt for every draw, a list cycled through, or draw index -> prompt."""
+Accept = Callable[[Crystal, int], str | None]
+"""(crystal, draw index) -> ``None`` to keep it, or the reason to reject it."""
+
+
+def crystal_to_json(crystal: Crystal) -> dict[str, Any]:
+    """The crystal's arrays as plain lists (JSON-serialisable)."""
+    return {
+        "atomic_numbers": crystal.atomic_numbers.tolist(),
+        "frac_coords": crystal.frac_coords.tolist(),
+        "lengths": crystal.lengths.tolist(),
+        "angles": crystal.angles.tolist(),
+    }
+
+
+def crystal_from_json(data: dict[str, Any], *, id: str | None = None) -> Crystal:  # noqa: A002
+    """Inverse of :func:`crystal_to_json`."""
+    return Crystal(
+        atomic_numbers=data["atomic_numbers"],
+        frac_coords=data["frac_coords"],
+        lengths=data["lengths"],
+        angles=data["angles"],
+        id=id,
+    )
+
+
+@torch.inference_mode()
+def generate_texts(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[str],
+    *,
+    config: SamplingConfig = SamplingConfig(),  # noqa: B008 (frozen dataclass)
+) -> tuple[list[str | None], int]:
+    """Complete a batch of prompts in one ``generate`` call.
+
+    Args:
+        model: A causal LM.
+        tokenizer: Its tokenizer.
+        prompts: ``B`` prompts (left-padded to a common length).
+        config: Temperature, top-p, token limit and cache type.
+
+    Returns:
+        ``(texts, num_tokens)``: the ``B`` completions without prompt and special tokens
+        (``None`` where no end-of-sequence token came within ``max_new_tokens``), and the
+        number of tokens generated up to each row's end of sequence, summed.
+    """
+    model.eval()
+    batch = tokenizer(list(prompts), return_tensors="pt", padding=True, padding_side="left")
+    batch = {name: tensor.to(model.device) for name, tensor in batch.items()}
+    output = model.generate(
+        **batch,
+        do_sample=True,
+        temperature=config.temperature,
+        top_p=config.top_p,
+        top_k=0,  # nucleus sampling only (transformers' default would also cut at 50)
+        max_new_tokens=config.max_new_tokens,
+        cache_implementation=config.cache,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    new = output[:, batch["input_ids"].shape[1] :].cpu()  # (B, T_new)
+    is_eos = new == tokenizer.eos_token_id  # (B, T_new)
+    finished = is_eos.any(dim=1)  # (B,)
+    # Tokens up to and including each row's first end of sequence (all of them if none).
+    lengths = torch.where(finished, is_eos.int().argmax(dim=1) + 1, new.shape[1])  # (B,)
+    texts: list[str | None] = []
+    for row, length, done in zip(new, lengths.tolist(), finished.tolist(), strict=True):
+        texts.append(tokenizer.decode(row[:length], skip_special_tokens=True) if done else None)
+    return texts, int(lengths.sum())
+
+
+def _prompt_function(prompts: Prompts) -> Callable[[int], str]:
+    if isinstance(prompts, str):
+        return lambda draw: prompts
+    if callable(prompts):
+        return prompts
+    if not prompts:
+        raise ValueError("prompts must not be empty")
+    return lambda draw: prompts[draw % len(prompts)]
+
+
+def read_samples(path: str | Path) -> list[dict[str, Any]]:
+    """All draw records of a samples file, in draw order.
+
+    Each record has ``draw`` (index), ``text`` (``None`` if truncated), ``reason`` (``None``
+    for a kept crystal) and, for kept crystals, ``crystal`` (see :func:`crystal_to_json`).
+    A last line cut short by an interruption is dropped from the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return []
+    raw = path.read_bytes()
+    complete = raw[: raw.rfind(b"\n") + 1]  # an interrupted write leaves a partial last line
+    if len(complete) != len(raw):
+        path.write_bytes(complete)
+    return [json.loads(line) for line in complete.decode().splitlines() if line.strip()]
+
+
+@dataclass
+class SampleResult:
+    """Crystals drawn by :func:`sample_crystals` and how the drawing went."""
+
+    crystals: list[Crystal]  # exactly the number asked for (unless max_draws ran out)
+    texts: list[str]  # their texts, as generated
+    draws: list[int]  # the draw index of each crystal (which prompt it answered)
+    rejections: Counter[str] = field(default_factory=Counter)  # reason -> count, all draws
+    num_draws: int = 0  # samples generated, including resumed ones
+    num_resumed: int = 0  # draws read back from the samples file
+    num_tokens: int = 0  # tokens generated in this call
+    generate_seconds: float = 0.0  # time spent in generate in this call
+    seconds: float = 0.0  # wall time of this call
+
+    @property
+    def acceptance_rate(self) -> float:
+        """Kept draws / all draws."""
+        return (self.num_draws - sum(self.rejections.values())) / max(self.num_draws, 1)
+
+    @property
+    def tokens_per_second(self) -> float:
+        """Generated tokens per second of ``generate`` in this call."""
+        return self.num_tokens / self.generate_seconds if self.generate_seconds else 0.0
+
+    @property
+    def crystals_per_second(self) -> float:
+        """Crystals kept per second of wall time in this call."""
+        new = len(self.crystals) - sum(1 for draw in self.draws if draw < self.num_resumed)
+        return new / self.seconds if self.seconds else 0.0
+
+
+def _judge(text: str | None, draw: int, accept: Accept | None, decode: Callable) -> dict:
+    from flowllm_kit.text import ParseError
+
+    record: dict[str, Any] = {"draw": draw, "text": text, "reason": "truncated"}
+    if text is None:
+        return record
+    try:
+        crystal = decode(text)
+    except ParseError as error:
+        record["reason"] = error.reason
+        return record
+    record["reason"] = accept(crystal, draw) if accept is not None else None
+    if record["reason"] is None:
+        record["crystal"] = crystal_to_json(crystal)
+    return record
+
+
+def sample_crystals(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    num_crystals: int,
+    prompts: Prompts | None = None,
+    config: SamplingConfig = SamplingConfig(),  # noqa: B008 (frozen dataclass)
+    path: str | Path | None = None,
+    accept: Accept | None = None,
+    max_draws: int | None = None,
+    seed: int | None = 0,
+    decode: Callable[[str], Crystal] | None = None,
+    progress_bar: bool = True,
+) -> SampleResult:
+    """Draw samples until ``num_crystals`` of them are valid crystals.
+
+    Args:
+        model: The fine-tuned causal LM.
+        tokenizer: Its tokenizer.
+        num_crystals: Crystals to return.
+        prompts: One prompt, a list cycled through, or a function of the draw index
+            (default: the unconditional prompt).
+        config: Sampling settings.
+        path: JSON lines file of all draws. If it exists, its draws are read back and
+            sampling continues after the last one.
+        accept: Extra check of each parsed crystal; returns a rejection reason or ``None``.
+        max_draws: Stop after this many draws even if too few crystals were kept (default:
+            ``20 * num_crystals``, so a model that writes no valid crystal cannot loop forever).
+        seed: Seed of the sampling, mixed with each batch's first draw index, so a run
+            resumed after an interruption between batches draws what an uninterrupted one
+            would have; ``None``: torch's current state.
+        decode: Text -> crystal (default :func:`flowllm_kit.text.decode`).
+        progress_bar: Show a tqdm bar of kept crystals.
+
+    Returns:
+        A :class:`SampleResult` with the first ``num_crystals`` crystals in draw order.
+    """
+    from tqdm.auto import tqdm
+
+    from flowllm_kit import text
+
+    start = time.perf_counter()
+    max_draws = 20 * num_crystals if max_draws is None else max_draws
+    prompt_of = _prompt_function(prompts if prompts is not None else text.generation_prompt())
+    decode = decode or text.decode
+    records = read_samples(path) if path is not None else []
+    result = SampleResult(crystals=[], texts=[], draws=[], num_resumed=len(records))
+
+    def take(record: dict[str, Any]) -> None:
+        result.num_draws += 1
+        if record["reason"] is not None:
+            result.rejections[record["reason"]] += 1
+        elif len(result.crystals) < num_crystals:
+            result.crystals.append(
+                crystal_from_json(record["crystal"], id=f"draw-{record['draw']}")
+            )
+            result.texts.append(record["text"])
+            result.draws.append(record["draw"])
+
+    for record in records:
+        take(record)
+    bar = tqdm(total=num_crystals, initial=len(result.crystals), disable=not progress_bar)
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    out = open(path, "a") if path is not None else None  # noqa: SIM115 (closed below)
+    try:
+        while len(result.crystals) < num_crystals and result.num_draws < max_draws:
+            # Ask for what is still missing at the acceptance rate seen so far (+10%).
+            missing = num_crystals - len(result.crystals)
+            rate = max(result.acceptance_rate if result.num_draws else 1.0, 0.05)
+            size = min(config.batch_size, math.ceil(1.1 * missing / rate))
+            size = min(size, max_draws - result.num_draws)
+            first = result.num_draws
+            if seed is not None:
+                torch.manual_seed(seed * 1_000_003 + first)
+            tick = time.perf_counter()
+            texts, num_tokens = generate_texts(
+                model, tokenizer, [prompt_of(first + i) for i in range(size)], config=config
+            )
+            result.generate_seconds += time.perf_counter() - tick
+            result.num_tokens += num_tokens
+            kept = len(result.crystals)
+            for i, sample in enumerate(texts):
+                record = _judge(sample, first + i, accept, decode)
+                if out is not None:
+                    out.write(json.dumps(record) + "\n")
+                take(record)
+            if out is not None:
+                out.flush()
+            bar.update(len(result.crystals) - kept)
+            bar.set_postfix(rejected=sum(result.rejections.values()))
+    finally:
+        bar.close()
+        if out is not None:
+            out.close()
+    result.seconds = time.perf_counter() - start
+    return result

@@ -1,0 +1,137 @@
+"""Fine-tuning: per-epoch augmentation, run folder, eval loss, resume after an interruption."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from flowllm_kit.llm import (
+    FinetuneConfig,
+    LLMConfig,
+    ScratchModelConfig,
+    build_model,
+    finetune,
+    load_model,
+)
+from flowllm_kit.llm.finetune import TextDataset, render_training_text
+
+MICRO = ScratchModelConfig(
+    hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, max_position_embeddings=256
+)
+
+
+def _config(**finetune: object) -> LLMConfig:
+    options = {
+        "max_steps": 6,
+        "batch_size": 2,
+        "learning_rate": 5e-3,
+        "warmup_steps": 2,
+        "logging_steps": 1,
+        "save_steps": 2,
+        "eval_steps": 3,
+        "conditioning": "none",
+    }
+    return LLMConfig(scratch=MICRO, finetune=FinetuneConfig(**{**options, **finetune}))
+
+
+def test_augmentation_is_redrawn_every_epoch_and_reproducible(tokenizer, small_crystals) -> None:
+    render = render_training_text(FinetuneConfig(translate=True), tokenizer)
+    dataset = TextDataset(small_crystals, tokenizer, render=render, max_length=512, seed=3)
+    first = [dataset.text(i) for i in range(3)]
+    assert first == [dataset.text(i) for i in range(3)]  # same epoch, same draw
+    dataset.epoch = 1
+    assert all(a != b for a, b in zip(first, [dataset.text(i) for i in range(3)], strict=True))
+    ids = dataset[0]["input_ids"]
+    assert ids[-1] == tokenizer.eos_token_id and ids.count(tokenizer.eos_token_id) == 1
+
+
+class _Crash(Exception):
+    pass
+
+
+def _crash_at(step: int):  # noqa: ANN202
+    from transformers import TrainerCallback
+
+    class Crash(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN202
+            if state.global_step == step:
+                raise _Crash
+
+    return Crash()
+
+
+def _train(tokenizer, crystals, run_dir: Path, **options: object):  # noqa: ANN202
+    config = _config()
+    model, tokenizer = build_model(config, tokenizer=tokenizer)
+    result = finetune(
+        model, tokenizer, crystals, eval=crystals[:2], run_dir=run_dir, config=config,
+        progress_bar=False, **options,
+    )  # fmt: skip
+    return model, result
+
+
+def test_resume_after_interruption_matches_an_uninterrupted_run(
+    tokenizer, small_crystals, tmp_path: Path
+) -> None:
+    crystals = small_crystals + small_crystals[:1]  # 4 crystals: 2 steps per epoch
+    model, result = _train(tokenizer, crystals, tmp_path / "whole")
+
+    with pytest.raises(_Crash):
+        _train(tokenizer, crystals, tmp_path / "cut", callbacks=[_crash_at(5)])
+    checkpoints = sorted(p.name for p in (tmp_path / "cut" / "checkpoints").iterdir())
+    assert checkpoints == ["checkpoint-2", "checkpoint-4"]
+    resumed_model, resumed = _train(tokenizer, crystals, tmp_path / "cut", resume=True)
+
+    assert resumed.global_step == result.global_step == 6
+    for (name, value), (_, expected) in zip(
+        resumed_model.state_dict().items(), model.state_dict().items(), strict=True
+    ):
+        torch.testing.assert_close(value, expected, msg=name)
+    assert resumed.eval_loss == pytest.approx(result.eval_loss, rel=1e-5)
+
+
+def test_run_folder_holds_model_tokenizer_config_and_logs(
+    tokenizer, small_crystals, tmp_path: Path
+) -> None:
+    model, result = _train(tokenizer, small_crystals, tmp_path / "run")
+    assert result.model_dir == tmp_path / "run" / "model"
+    assert (result.model_dir / "model.safetensors").is_file()
+    saved = LLMConfig.from_dict(json.loads((tmp_path / "run" / "llm_config.json").read_text()))
+    assert saved == _config()
+    logs = json.loads((tmp_path / "run" / "train_log.json").read_text())
+    assert any("eval_loss" in entry for entry in logs) and any("loss" in entry for entry in logs)
+    assert result.eval_loss is not None and result.train_loss > 0
+    loaded, loaded_tokenizer = load_model(result.model_dir)
+    assert loaded_tokenizer.get_vocab() == tokenizer.get_vocab()
+    ids = tokenizer(["3.9 3.9 3.9\n60 60 60\nNa\n0.00 0.00 0.00"], return_tensors="pt")
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**ids).logits, model(**ids).logits)
+
+
+def test_lora_run_saves_adapters_and_reloads_quantized(
+    tiny_llama_dir: Path, small_crystals, tmp_path: Path
+) -> None:
+    from flowllm_kit.llm import LoRAConfig
+
+    config = LLMConfig(
+        pretrained=str(tiny_llama_dir),
+        lora=LoRAConfig(),
+        quantization="4bit",
+        finetune=FinetuneConfig(max_steps=2, batch_size=2, warmup_steps=0, conditioning="none"),
+    )
+    model, tokenizer = build_model(config)
+    result = finetune(
+        model, tokenizer, small_crystals, run_dir=tmp_path, config=config, progress_bar=False
+    )
+    assert (result.model_dir / "adapter_model.safetensors").is_file()
+    assert not (result.model_dir / "model.safetensors").exists()  # adapters only
+    loaded, _ = load_model(result.model_dir)  # quantized as at training time
+    assert getattr(loaded.get_base_model(), "is_loaded_in_4bit", False)
+    ids = tokenizer(["3.9 3.9 3.9\n60 60 60\nNa\n0.00 0.00 0.00"], return_tensors="pt")
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**ids).logits, model(**ids).logits)
