@@ -6,13 +6,16 @@
 * :mod:`~flowllm_kit.evaluate.coverage`: CrystalNN / Magpie fingerprints, coverage recall and
   precision.
 * :mod:`~flowllm_kit.evaluate.sun`: uniqueness, novelty, S.U.N. with StructureMatcher.
-* :mod:`~flowllm_kit.evaluate.relax`: resumable CHGNet relaxation.
 * :mod:`~flowllm_kit.evaluate.hull`: hull references and E_hull, stability flags.
 * :mod:`~flowllm_kit.evaluate.closeness`: closeness of crystals to their relaxed selves.
 * :mod:`~flowllm_kit.evaluate.report`: all of the above in one table, with its settings.
 
+Relaxation is :mod:`flowllm_kit.relax` (batched CHGNet, resumable cache); its
+:class:`~flowllm_kit.relax.RelaxConfig`, :class:`~flowllm_kit.relax.RelaxResult` and
+:func:`~flowllm_kit.relax.relax_structures` are re-exported here.
+
 Every function takes pymatgen ``Structure`` objects or kit ``Crystal`` objects. Some names
-here (``relax``, ``coverage``, ``sun``, ``report``) are both a module and its main function;
+here (``closeness``, ``coverage``, ``sun``, ``report``) are both a module and its main function;
 the package attribute is the function.
 
 Example::
@@ -45,13 +48,6 @@ from flowllm_kit.evaluate.properties import (
     nary_histogram,
     property_distances,
 )
-from flowllm_kit.evaluate.relax import (
-    RelaxResult,
-    RelaxSettings,
-    read_cache,
-    relax,
-    structure_key,
-)
 from flowllm_kit.evaluate.report import Report, ReportSettings, report
 from flowllm_kit.evaluate.sun import (
     CLOSENESS_MATCHER,
@@ -68,6 +64,7 @@ from flowllm_kit.evaluate.validity import (
     smact_status,
     structural_validity,
 )
+from flowllm_kit.relax import RelaxConfig, RelaxResult, relax_structures
 
 __all__ = [
     # validity
@@ -95,12 +92,10 @@ __all__ = [
     "novelty",
     "sun",
     "uniqueness",
-    # relaxation
+    # relaxation (from flowllm_kit.relax)
+    "RelaxConfig",
     "RelaxResult",
-    "RelaxSettings",
-    "read_cache",
-    "relax",
-    "structure_key",
+    "relax_structures",
     # hull
     "HullReference",
     "entries_from_formation_energies",

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Union
-
-import numpy as np
 
 from flowllm_kit.crystal import Crystal
 
 if TYPE_CHECKING:
     from pymatgen.core import Structure
 
-__all__ = ["StructureLike", "structure_key", "to_structures"]
+__all__ = ["StructureLike", "to_structures"]
 
 StructureLike = Union["Structure", Crystal]
 
@@ -44,15 +40,3 @@ def to_structures(structures: Iterable[StructureLike]) -> list[Structure]:
                 f"expected a pymatgen Structure or a Crystal, got {type(item).__name__}"
             )
     return out
-
-
-def structure_key(structure: Structure) -> str:
-    """A short content hash of species, lattice and coordinates (rounded to 1e-6)."""
-    payload = json.dumps(
-        [
-            [site.specie.symbol for site in structure],
-            np.round(structure.lattice.matrix, 6).tolist(),
-            np.round(structure.frac_coords, 6).tolist(),
-        ]
-    )
-    return hashlib.sha1(payload.encode()).hexdigest()[:16]

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from flowllm_kit.evaluate._structures import StructureLike
-from flowllm_kit.evaluate.relax import RelaxResult
 from flowllm_kit.evaluate.sun import CLOSENESS_MATCHER, MatcherSettings, _prepared
+from flowllm_kit.relax import RelaxResult
 
 __all__ = ["Closeness", "closeness", "relaxed_rms"]
 
@@ -73,20 +73,20 @@ def closeness(
 
     Args:
         generated: The structures that were relaxed.
-        results: Their :class:`RelaxResult`, in the same order.
+        results: Their :class:`flowllm_kit.relax.RelaxResult`, in the same order.
         settings: Matcher tolerances (default: FlowMM's closeness tolerances).
 
     Returns:
         A :class:`Closeness`; means are NaN when no structure enters them.
     """
-    relaxed = [r.structure for r in results]
+    relaxed = [r.final_structure for r in results]
     rms = np.array(relaxed_rms(generated, relaxed, settings=settings))
     ok = np.array([r.error is None for r in results], dtype=bool)
 
     def mean(values: np.ndarray) -> float:
         return float(np.mean(values)) if len(values) else math.nan
 
-    drops = np.array([r.initial_energy - r.final_energy for r in results])
+    drops = np.array([r.initial_energy_per_atom - r.final_energy_per_atom for r in results])
     steps = np.array([r.steps for r in results], dtype=float)
     return Closeness(
         match_rate=mean(~np.isnan(rms[ok])),

@@ -4,7 +4,11 @@
 (:class:`CHGNetModel`), torch-sim's ASE-flavoured FIRE with a Fréchet cell filter, in-flight
 batches in single-threaded worker processes, and a resumable JSON-lines cache.
 :func:`relax_structures_reference` is CHGNet's own ``StructOptimizer``, one structure at a time,
-kept to validate the batched path.
+kept to validate the batched path. This is the kit's one relaxation engine: evaluation
+(:func:`flowllm_kit.evaluate.report`) relaxes through it too.
+
+Energies are CHGNet's, uncorrected: they sit on the MP2020-corrected scale of the Materials
+Project hulls in :mod:`flowllm_kit.evaluate.hull` (see :mod:`flowllm_kit.evaluate.report`).
 
 Example::
 

@@ -11,7 +11,9 @@ NaN and the reason is kept in :attr:`CHGNetModel.errors`, for the relaxation loo
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import io
 import warnings
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -44,7 +46,8 @@ def load_chgnet(model_name: str = "0.3.0", device: str = "cpu") -> CHGNet:
     """
     from chgnet.model import CHGNet
 
-    model = CHGNet.load(model_name=model_name, use_device=device, verbose=False)
+    with contextlib.redirect_stdout(io.StringIO()):  # "CHGNet v0.3.0 initialized with ..."
+        model = CHGNet.load(model_name=model_name, use_device=device, verbose=False)
     model.eval()
     model.requires_grad_(False)
     model.graph_converter.set_isolated_atom_response("error")

@@ -15,12 +15,9 @@ def _cscl(shift: float = 0.0) -> Structure:
 
 
 def _result(relaxed: Structure | None, initial: float, final: float, steps: int) -> RelaxResult:
-    return RelaxResult(
-        key=str(id(relaxed)), formula="CsCl", num_atoms=2, initial_energy=initial,
-        final_energy=final, steps=steps, converged=True, seconds=0.0,
-        final_structure=None if relaxed is None else relaxed.as_dict(),
-        error="RuntimeError: boom" if relaxed is None else None, settings={},
-    )  # fmt: skip
+    if relaxed is None:
+        return RelaxResult.failure("relaxer: RuntimeError: boom")
+    return RelaxResult(initial, final, relaxed, steps, converged=True)
 
 
 def test_rms_by_hand():

@@ -11,6 +11,7 @@ from pymatgen.core import Lattice, Structure
 
 from flowllm_kit.evaluate import (
     HullReference,
+    RelaxConfig,
     RelaxResult,
     ReportSettings,
     load_elemental_references,
@@ -31,26 +32,29 @@ def subset_hull(data_root):
     )
 
 
-def _fake_relax(hull: HullReference):
+def _fake_relax(hull: HullReference, configs: list[RelaxConfig]):
     """A relaxer that leaves structures alone and returns their DFT energy from the hull."""
     energy = {e.composition.reduced_formula: e.energy_per_atom for e in hull.entries}
 
-    def fake(structures, *, settings, cache, processes):
+    def fake(structures, *, config, cache_path, progress):
+        configs.append(config)
         return [
             RelaxResult(
-                key=str(i), formula=s.composition.reduced_formula, num_atoms=len(s),
-                initial_energy=energy[s.composition.reduced_formula] + 0.01,
-                final_energy=energy[s.composition.reduced_formula], steps=4, converged=True,
-                seconds=0.0, final_structure=s.as_dict(), error=None, settings={},
+                initial_energy_per_atom=energy[s.composition.reduced_formula] + 0.01,
+                final_energy_per_atom=energy[s.composition.reduced_formula],
+                final_structure=s,
+                steps=4,
+                converged=True,
             )
-            for i, s in enumerate(structures)
-        ]  # fmt: skip
+            for s in structures
+        ]
 
     return fake
 
 
 def test_report_numbers_and_files(mp20_subset_test, subset_hull, monkeypatch, tmp_path):
-    monkeypatch.setattr(report_module, "relax", _fake_relax(subset_hull))
+    configs: list[RelaxConfig] = []
+    monkeypatch.setattr(report_module, "relax_structures", _fake_relax(subset_hull, configs))
     frame, structures = mp20_subset_test
     crystals = structures[:6]
     squashed = Structure(Lattice.cubic(5.0), ["Na", "Cl"], [[0, 0, 0], [0.02, 0, 0]])
@@ -65,6 +69,9 @@ def test_report_numbers_and_files(mp20_subset_test, subset_hull, monkeypatch, tm
         settings=settings,
     )
     metrics, table = result.metrics, result.per_structure
+    # generated, then baseline; `processes` becomes the relaxation's worker count
+    assert [c.num_workers for c in configs] == [1, 1]
+    assert configs[0].max_steps == settings.relax.max_steps
     n = len(generated)
     assert metrics["structural validity %"] == pytest.approx(100 * 7 / n)
     assert metrics["unique %"] == pytest.approx(100 * 7 / n)
@@ -84,6 +91,9 @@ def test_report_numbers_and_files(mp20_subset_test, subset_hull, monkeypatch, tm
     assert math.isnan(table["e_hull"].iloc[-1])
     assert metrics["closeness dE eV/atom"] == pytest.approx(0.01)
     assert metrics["relaxation steps"] == 4
+    assert (
+        table["final_energy_per_atom"].iloc[0] == per_atom[crystals[0].composition.reduced_formula]
+    )
     assert metrics["baseline stable %"] == pytest.approx(100 * expected[:6].sum() / 6)
     sun = table["sun"].to_numpy()
     assert sun.sum() == (expected & table["unique"] & table["novel"]).sum()

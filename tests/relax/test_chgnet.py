@@ -11,6 +11,7 @@ import torch_sim as ts
 from pymatgen.core import Lattice, Structure
 from torch_sim.models.interface import validate_model_outputs
 
+from flowllm_kit.crystal import Crystal
 from flowllm_kit.relax import (
     CHGNetModel,
     RelaxConfig,
@@ -124,3 +125,18 @@ def test_worker_processes_give_the_same_results(mp20_perturbed) -> None:
     for a, b in zip(in_workers, in_process, strict=True):
         assert a.steps == b.steps
         assert a.final_energy_per_atom == pytest.approx(b.final_energy_per_atom, abs=1e-5)
+
+
+def test_kit_crystals_in_and_an_element_chgnet_lacks_is_recorded(
+    chgnet: CHGNetModel, mp20_perturbed
+) -> None:
+    # CHGNet's element embedding stops at Z = 94: fermium (100) makes its forward pass fail
+    exotic = Structure(Lattice.cubic(4.0), ["Fm", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    crystal = Crystal.from_structure(mp20_perturbed[0])
+    fine, crashed = relax_structures(
+        [crystal, exotic], config=FEW_STEPS, model=chgnet, progress=False
+    )
+    assert fine.error is None and fine.steps > 0
+    assert fine.final_structure.composition == mp20_perturbed[0].composition
+    assert crashed.error and not crashed.converged and crashed.final_structure is None
+    assert math.isnan(crashed.final_energy_per_atom)
