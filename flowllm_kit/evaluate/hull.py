@@ -234,12 +234,15 @@ def stability_flags(
     *,
     threshold: float = 0.0,
     min_elements: int = 2,
+    tolerance: float = 1e-8,
 ) -> np.ndarray:
-    """``(n,)`` E_hull <= threshold and at least ``min_elements`` elements; NaN counts False.
+    """``(n,)`` E_hull <= threshold (+ tolerance) and at least ``min_elements`` elements; NaN
+    counts False.
 
-    Use ``threshold=0.0`` for stability (a known material on the hull has E_hull exactly 0 and
-    counts as stable) and 0.08 or 0.1 eV/atom for metastability.
+    Use ``threshold=0.0`` for stability (a known material on the hull has E_hull 0 and counts as
+    stable) and 0.08 or 0.1 eV/atom for metastability. ``tolerance`` (eV/atom) absorbs rounding:
+    hull vertices come out at E_hull ~1e-14 rather than exactly 0.
     """
     e_hull = np.asarray(e_hull, dtype=float)
     with np.errstate(invalid="ignore"):
-        return (e_hull <= threshold) & (np.asarray(num_elements) >= min_elements)
+        return (e_hull <= threshold + tolerance) & (np.asarray(num_elements) >= min_elements)

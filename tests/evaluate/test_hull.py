@@ -97,6 +97,8 @@ def test_stability_flags():
     assert flags.tolist() == [True, True, False, False, False]
     meta = stability_flags([0.05, 0.09], [2, 2], threshold=0.08)
     assert meta.tolist() == [True, False]
+    # Rounding on a hull vertex still counts as on the hull; a real distance above does not.
+    assert stability_flags([1e-14, 1e-6], [2, 2]).tolist() == [True, False]
 
 
 def test_patched_phase_diagram_pickle(tmp_path, elemental):
