@@ -1,9 +1,26 @@
-"""Figures: 3D unit cells, torus paths and dataset distributions (plotly)."""
+"""Figures: 3D unit cells, torus paths, dataset distributions, flow trajectories (plotly)."""
 
 from __future__ import annotations
 
 from flowllm_kit.viz.distributions import crystal_table, distribution_figure
 from flowllm_kit.viz.structure import unit_cell_figure
 from flowllm_kit.viz.torus import torus_path_figure
+from flowllm_kit.viz.trajectory import (
+    CrystalPath,
+    crystal_path,
+    loss_curves_figure,
+    trajectory_animation,
+    trajectory_figure,
+)
 
-__all__ = ["crystal_table", "distribution_figure", "torus_path_figure", "unit_cell_figure"]
+__all__ = [
+    "CrystalPath",
+    "crystal_path",
+    "crystal_table",
+    "distribution_figure",
+    "loss_curves_figure",
+    "torus_path_figure",
+    "trajectory_animation",
+    "trajectory_figure",
+    "unit_cell_figure",
+]
