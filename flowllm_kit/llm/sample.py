@@ -14,7 +14,6 @@ soon as its batch is decoded, so an interrupted run resumes where it stopped::
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections import Counter
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from flowllm_kit.crystal import Crystal
+from flowllm_kit.crystal.io import append_jsonl, crystal_from_dict, crystal_to_dict, read_jsonl
 from flowllm_kit.llm.config import SamplingConfig
 
 if TYPE_CHECKING:
@@ -33,8 +33,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SampleResult",
-    "crystal_from_json",
-    "crystal_to_json",
     "generate_texts",
     "read_samples",
     "sample_crystals",
@@ -44,27 +42,6 @@ Prompts = str | Sequence[str] | Callable[[int], str]
 """One prompt for every draw, a list cycled through, or draw index -> prompt."""
 Accept = Callable[[Crystal, int], str | None]
 """(crystal, draw index) -> ``None`` to keep it, or the reason to reject it."""
-
-
-def crystal_to_json(crystal: Crystal) -> dict[str, Any]:
-    """The crystal's arrays as plain lists (JSON-serialisable)."""
-    return {
-        "atomic_numbers": crystal.atomic_numbers.tolist(),
-        "frac_coords": crystal.frac_coords.tolist(),
-        "lengths": crystal.lengths.tolist(),
-        "angles": crystal.angles.tolist(),
-    }
-
-
-def crystal_from_json(data: dict[str, Any], *, id: str | None = None) -> Crystal:  # noqa: A002
-    """Inverse of :func:`crystal_to_json`."""
-    return Crystal(
-        atomic_numbers=data["atomic_numbers"],
-        frac_coords=data["frac_coords"],
-        lengths=data["lengths"],
-        angles=data["angles"],
-        id=id,
-    )
 
 
 @torch.inference_mode()
@@ -127,17 +104,11 @@ def read_samples(path: str | Path) -> list[dict[str, Any]]:
     """All draw records of a samples file, in draw order.
 
     Each record has ``draw`` (index), ``text`` (``None`` if truncated), ``reason`` (``None``
-    for a kept crystal) and, for kept crystals, ``crystal`` (see :func:`crystal_to_json`).
-    A last line cut short by an interruption is dropped from the file.
+    for a kept crystal) and, for kept crystals, ``crystal`` (see
+    :func:`flowllm_kit.crystal.io.crystal_to_dict`). A last line cut short by an interruption
+    is dropped from the file.
     """
-    path = Path(path)
-    if not path.is_file():
-        return []
-    raw = path.read_bytes()
-    complete = raw[: raw.rfind(b"\n") + 1]  # an interrupted write leaves a partial last line
-    if len(complete) != len(raw):
-        path.write_bytes(complete)
-    return [json.loads(line) for line in complete.decode().splitlines() if line.strip()]
+    return read_jsonl(path)
 
 
 @dataclass
@@ -184,7 +155,7 @@ def _judge(text: str | None, draw: int, accept: Accept | None, decode: Callable)
         return record
     record["reason"] = accept(crystal, draw) if accept is not None else None
     if record["reason"] is None:
-        record["crystal"] = crystal_to_json(crystal)
+        record["crystal"] = crystal_to_dict(crystal)
     return record
 
 
@@ -242,7 +213,7 @@ def sample_crystals(
             result.rejections[record["reason"]] += 1
         elif len(result.crystals) < num_crystals:
             result.crystals.append(
-                crystal_from_json(record["crystal"], id=f"draw-{record['draw']}")
+                crystal_from_dict(record["crystal"], id=f"draw-{record['draw']}")
             )
             result.texts.append(record["text"])
             result.draws.append(record["draw"])
@@ -250,9 +221,6 @@ def sample_crystals(
     for record in records:
         take(record)
     bar = tqdm(total=num_crystals, initial=len(result.crystals), disable=not progress_bar)
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-    out = open(path, "a") if path is not None else None  # noqa: SIM115 (closed below)
     try:
         while len(result.crystals) < num_crystals and result.num_draws < max_draws:
             # Ask for what is still missing at the acceptance rate seen so far (+10%).
@@ -270,18 +238,14 @@ def sample_crystals(
             result.generate_seconds += time.perf_counter() - tick
             result.num_tokens += num_tokens
             kept = len(result.crystals)
-            for i, sample in enumerate(texts):
-                record = _judge(sample, first + i, accept, decode)
-                if out is not None:
-                    out.write(json.dumps(record) + "\n")
+            records = [_judge(sample, first + i, accept, decode) for i, sample in enumerate(texts)]
+            if path is not None:
+                append_jsonl(records, path)
+            for record in records:
                 take(record)
-            if out is not None:
-                out.flush()
             bar.update(len(result.crystals) - kept)
             bar.set_postfix(rejected=sum(result.rejections.values()))
     finally:
         bar.close()
-        if out is not None:
-            out.close()
     result.seconds = time.perf_counter() - start
     return result
