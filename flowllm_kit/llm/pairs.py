@@ -123,16 +123,21 @@ class PairSet:
     def save(self, path: str | Path) -> Path:
         """Write flat arrays to an ``.npz`` file (readable without pickle)."""
         path = Path(path)
+        # An empty set (nothing accepted) is saved too, so the counts of what was rejected survive.
         arrays = {
             "num_atoms": np.array([c.num_atoms for c in self.c1], dtype=np.int64),
-            "atomic_numbers": np.concatenate([c.atomic_numbers for c in self.c1]),
+            "atomic_numbers": np.concatenate([[], *(c.atomic_numbers for c in self.c1)]).astype(
+                np.int64
+            ),
             "target_indices": np.asarray(self.target_indices, dtype=np.int64),
             "stats": np.array(json.dumps({"num_draws": self.num_draws, **self.rejections})),
         }
         for name, crystals in (("c0", self.c0), ("c1", self.c1)):
-            arrays[f"{name}_frac_coords"] = np.concatenate([c.frac_coords for c in crystals])
-            arrays[f"{name}_lengths"] = np.stack([c.lengths for c in crystals])
-            arrays[f"{name}_angles"] = np.stack([c.angles for c in crystals])
+            arrays[f"{name}_frac_coords"] = np.concatenate(
+                [np.zeros((0, 3)), *(c.frac_coords for c in crystals)]
+            )
+            arrays[f"{name}_lengths"] = np.array([c.lengths for c in crystals]).reshape(-1, 3)
+            arrays[f"{name}_angles"] = np.array([c.angles for c in crystals]).reshape(-1, 3)
         partial = path.with_name(path.name + ".partial.npz")
         np.savez(partial, **arrays)
         partial.replace(path)

@@ -97,6 +97,14 @@ def test_pair_set_round_trips_through_npz(small_crystals, tmp_path: Path) -> Non
     assert np.sqrt(np.concatenate(moved).mean() / 3) == pytest.approx(0.02, rel=0.5)
 
 
+def test_empty_pair_set_saves_and_loads_its_counts(tmp_path: Path) -> None:
+    empty = PairSet(c0=[], c1=[], target_indices=np.zeros(0, dtype=np.int64), num_draws=7,
+                    rejections={"composition_mismatch": 7})  # fmt: skip
+    loaded = PairSet.load(empty.save(tmp_path / "pairs.npz"))
+    assert loaded.c0 == [] and loaded.c1 == []
+    assert loaded.num_draws == 7 and loaded.acceptance_rate == 0.0
+
+
 def _oracle(crystals: list[Crystal], seed: int = 0):  # noqa: ANN202
     """Answers a formula prompt with the crystal of that formula, atoms shuffled; for MgF2 it
     answers with one F too few every other time (a composition mismatch)."""
