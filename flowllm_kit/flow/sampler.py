@@ -14,7 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 from torchdiffeq import odeint
@@ -52,6 +54,35 @@ class Trajectory:
         return self.template.replace(
             frac_coords=self.frac_coords[index], lengths=lengths, angles=angles
         )
+
+    def save(self, path: str | Path) -> Path:
+        """Write the trajectory to an ``.npz`` file (plain arrays, readable without pickle)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {
+            "times": self.times,
+            "frac_coords": self.frac_coords,
+            "lattice": self.lattice,
+            "atomic_numbers": self.template.atomic_numbers,
+            "num_atoms": self.template.num_atoms,
+        }
+        np.savez(path, **{key: value.detach().cpu().numpy() for key, value in arrays.items()})
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Trajectory:
+        """Read a file written by :meth:`save` (on the CPU); the template holds the start."""
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: torch.from_numpy(data[key]) for key in data.files}
+        lengths, angles = lattice.unconstrained_to_lattice(arrays["lattice"][0])
+        template = CrystalBatch(
+            atomic_numbers=arrays["atomic_numbers"],
+            frac_coords=arrays["frac_coords"][0],
+            lengths=lengths,
+            angles=angles,
+            num_atoms=arrays["num_atoms"],
+        )
+        return cls(arrays["times"], arrays["frac_coords"], arrays["lattice"], template)
 
 
 @dataclass(frozen=True, eq=False)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from flowllm_kit.crystal import CrystalBatch
-from flowllm_kit.flow import SamplerConfig, VelocityNetwork, sample, sample_in_chunks
+from flowllm_kit.flow import SamplerConfig, Trajectory, VelocityNetwork, sample, sample_in_chunks
 from flowllm_kit.geometry import lattice, torus
 
 METHODS = ["euler", "midpoint", "rk4", "dopri5"]
@@ -144,6 +144,24 @@ def test_trajectory_records_every_k_steps(make_crystals):
         _assert_state(trajectory.crystals_at(index), *field.exact(x_0, time))
     odd = sample(field, x_0, config=SamplerConfig(num_steps=10, record_every=4)).trajectory
     assert odd.times.tolist() == pytest.approx([0.0, 0.4, 0.8, 1.0])
+
+
+def test_trajectory_save_load_round_trip(make_crystals, tmp_path):
+    x_0 = _batch(make_crystals)
+    field = _Field(x_0, slope=1.0)
+    config = SamplerConfig(method="euler", num_steps=6, record_every=2)
+    trajectory = sample(field, x_0, config=config).trajectory
+    loaded = Trajectory.load(trajectory.save(tmp_path / "run" / "trajectory.npz"))
+    assert len(loaded) == len(trajectory)
+    torch.testing.assert_close(loaded.times, trajectory.times)
+    torch.testing.assert_close(loaded.frac_coords, trajectory.frac_coords)
+    torch.testing.assert_close(loaded.lattice, trajectory.lattice)
+    for index in (0, len(trajectory) - 1):
+        original, copy = trajectory.crystals_at(index), loaded.crystals_at(index)
+        assert torch.equal(copy.atomic_numbers, original.atomic_numbers)
+        assert torch.equal(copy.num_atoms, original.num_atoms)
+        torch.testing.assert_close(copy.lengths, original.lengths)
+        torch.testing.assert_close(copy.angles, original.angles)
 
 
 @pytest.mark.parametrize("method", ["euler", "dopri5"])
