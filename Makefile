@@ -28,9 +28,10 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
-# Two pytest workers (one per core); the notebooks run in order on one of them (xdist_group).
+# Two pytest workers (one per core); --dist loadfile keeps each test file on one worker, so the
+# notebook series runs in order in one run folder.
 test: $(STAMP) lint
-	$(PY) -m pytest -n 2 --dist loadgroup
+	$(PY) -m pytest -n 2 --dist loadfile
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

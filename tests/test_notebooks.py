@@ -21,7 +21,6 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.notebooks
-@pytest.mark.xdist_group("notebooks")
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs_in_smoke_preset(notebook: Path, run_dir: Path) -> None:
     timings = run_series(
