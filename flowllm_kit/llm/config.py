@@ -85,6 +85,10 @@ class FinetuneConfig:
     save_steps: int | None = None  # checkpoint every this many steps; None: once per epoch
     save_total_limit: int | None = 2  # checkpoints kept (older ones are deleted)
     logging_steps: int = 10  # log the training loss every this many steps
+    # Which crystals train and evaluate the model (None: all of the preset's splits).
+    max_atoms: int | None = None  # only crystals with at most this many atoms
+    max_train_crystals: int | None = None  # cap on training crystals
+    max_eval_crystals: int = 512  # evaluation crystals whose loss is logged
     seed: int = 0  # seed of weights' init (scratch), data order and augmentation
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 on GPUs that support it
     # Training text options (flowllm_kit.text.training_text): fresh draws every epoch.
@@ -185,13 +189,25 @@ SCRATCH_PRESETS: dict[str, ScratchModelConfig] = {
 }
 
 LLM_PRESETS: dict[str, LLMConfig] = {
+    # Smoke: 16 crystals of at most 4 atoms, many passes. Within a minute on one CPU thread a
+    # 0.1M-parameter model learns to write and end such short texts and to answer a training
+    # formula with its composition, which the later smoke stages need (it learns no chemistry).
     "smoke": LLMConfig(
         scratch=SCRATCH_PRESETS["smoke"],
         finetune=FinetuneConfig(
-            epochs=2.0, batch_size=8, learning_rate=3e-3, warmup_steps=5, logging_steps=5
+            epochs=250.0,
+            batch_size=8,
+            learning_rate=5e-3,
+            warmup_steps=5,
+            eval_steps=50,
+            save_steps=250,
+            logging_steps=10,
+            max_atoms=4,
+            max_train_crystals=16,
+            max_eval_crystals=32,
         ),
         sampling=SamplingConfig(batch_size=16, max_new_tokens=448),
-        pairs=PairConfig(num_pairs=16, max_draws=128),
+        pairs=PairConfig(num_pairs=16, max_draws=512),
     ),
     "demo": LLMConfig(
         scratch=SCRATCH_PRESETS["demo"],
