@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from flowllm_kit.data.atomic import atomic_file
 from flowllm_kit.data.parse import MIN_DISTANCE, MIN_VOLUME_PER_ATOM
 
 __all__ = [
@@ -102,24 +101,17 @@ def write_parsed(path: str | Path, dataset: ParsedDataset, *, csv_sha256: str) -
         "skipped": [list(entry) for entry in dataset.skipped],
     }
     meta_bytes = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(handle, "wb") as sink:  # a file object, so numpy adds no ".npz"
-            np.savez(
-                sink,
-                atomic_numbers=dataset.atomic_numbers,
-                frac_coords=dataset.frac_coords,
-                lengths=dataset.lengths,
-                angles=dataset.angles,
-                num_atoms=dataset.num_atoms,
-                rows=dataset.rows,
-                meta=meta_bytes,
-            )
-        os.chmod(temporary, 0o644)  # mkstemp makes it owner-only; a cache may be shared
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as sink:  # a file object, so numpy adds no ".npz"
+        np.savez(
+            sink,
+            atomic_numbers=dataset.atomic_numbers,
+            frac_coords=dataset.frac_coords,
+            lengths=dataset.lengths,
+            angles=dataset.angles,
+            num_atoms=dataset.num_atoms,
+            rows=dataset.rows,
+            meta=meta_bytes,
+        )
     return path
 
 

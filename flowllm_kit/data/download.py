@@ -8,14 +8,13 @@ which is deleted on any failure, including a dropped connection or Ctrl-C.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 import urllib.request
 from pathlib import Path
 from typing import BinaryIO
 
 from tqdm.auto import tqdm
 
+from flowllm_kit.data.atomic import atomic_file
 from flowllm_kit.data.registry import FileCheck
 
 __all__ = ["DownloadError", "DownloadMismatchError", "download_file"]
@@ -60,23 +59,12 @@ def download_file(
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
     expected = expected or FileCheck()
-    handle, temporary = tempfile.mkstemp(
-        dir=destination.parent, prefix=f".{destination.name}.", suffix=".part"
-    )
-    try:
-        with os.fdopen(handle, "wb") as sink:
-            label = f"{destination.parent.name}/{destination.name}"
-            size, digest = _stream(
-                url, sink, label=label, limit=expected.size, timeout=timeout, progress=progress
-            )
-            sink.flush()
-            os.fsync(sink.fileno())
+    with atomic_file(destination) as sink:
+        label = f"{destination.parent.name}/{destination.name}"
+        size, digest = _stream(
+            url, sink, label=label, limit=expected.size, timeout=timeout, progress=progress
+        )
         _verify(url, expected, size=size, digest=digest)
-        os.chmod(temporary, 0o644)  # mkstemp makes it owner-only; a cache may be shared
-        os.replace(temporary, destination)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
     return destination
 
 
