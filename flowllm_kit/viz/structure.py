@@ -11,7 +11,7 @@ from ase.data.colors import jmol_colors
 
 from flowllm_kit.crystal import Crystal
 
-__all__ = ["unit_cell_figure"]
+__all__ = ["cell_traces", "unit_cell_figure"]
 
 _CORNERS = np.array(list(itertools.product([0, 1], repeat=3)), dtype=float)  # (8, 3)
 _EDGES = [
@@ -42,6 +42,63 @@ def _boundary_images(
     return np.concatenate(coords), np.concatenate(sources)
 
 
+def cell_traces(
+    matrix: np.ndarray,
+    frac_coords: np.ndarray,
+    atomic_numbers: np.ndarray,
+    *,
+    marker_size: tuple[float, float] = (8.0, 10.0),
+    hover: bool = True,
+) -> list[go.Scatter3d]:
+    """Plotly traces of one cell: its edges, then one marker trace per element.
+
+    Args:
+        matrix: ``(3, 3)`` lattice, rows are vectors.
+        frac_coords: ``(n, 3)`` fractional coordinates of the atoms to draw.
+        atomic_numbers: ``(n,)``.
+        marker_size: ``(base, per Å of covalent radius)``: an atom's marker size.
+        hover: Show element and fractional coordinates on hover.
+    """
+    corners = _CORNERS @ matrix  # (8, 3)
+    edges = np.full((3 * len(_EDGES), 3), np.nan)  # NaN rows break the line between edges
+    for k, (i, j) in enumerate(_EDGES):
+        edges[3 * k], edges[3 * k + 1] = corners[i], corners[j]
+    traces = [
+        go.Scatter3d(
+            x=edges[:, 0],
+            y=edges[:, 1],
+            z=edges[:, 2],
+            mode="lines",
+            line={"color": "black", "width": 3},
+            name="cell",
+            hoverinfo="skip",
+        )
+    ]
+    cart = frac_coords @ matrix  # (n, 3)
+    for z in np.unique(atomic_numbers):
+        mask = atomic_numbers == z
+        symbol = chemical_symbols[z]
+        traces.append(
+            go.Scatter3d(
+                x=cart[mask, 0],
+                y=cart[mask, 1],
+                z=cart[mask, 2],
+                mode="markers",
+                name=symbol,
+                marker={
+                    "size": marker_size[0] + marker_size[1] * covalent_radii[z],
+                    "color": _rgb(int(z)),
+                    "line": {"width": 1, "color": "black"},
+                },
+                text=[f"{symbol} {f.round(3).tolist()}" for f in frac_coords[mask]]
+                if hover
+                else None,
+                hoverinfo="text" if hover else "skip",
+            )
+        )
+    return traces
+
+
 def unit_cell_figure(
     crystal: Crystal, *, title: str | None = None, show_boundary_images: bool = True
 ) -> go.Figure:
@@ -55,48 +112,12 @@ def unit_cell_figure(
     Returns:
         A ``plotly.graph_objects.Figure``; one marker trace per element, so the legend names them.
     """
-    matrix = crystal.lattice_matrix
     frac, source = (
         _boundary_images(crystal.frac_coords)
         if show_boundary_images
         else (crystal.frac_coords, np.arange(crystal.num_atoms))
     )
-    cart = frac @ matrix  # (M, 3)
-    numbers = crystal.atomic_numbers[source]
-    figure = go.Figure()
-    corners = _CORNERS @ matrix  # (8, 3)
-    edge_points = np.full((3 * len(_EDGES), 3), np.nan)  # NaN rows break the line between edges
-    for k, (i, j) in enumerate(_EDGES):
-        edge_points[3 * k], edge_points[3 * k + 1] = corners[i], corners[j]
-    figure.add_trace(
-        go.Scatter3d(
-            x=edge_points[:, 0],
-            y=edge_points[:, 1],
-            z=edge_points[:, 2],
-            mode="lines",
-            line={"color": "black", "width": 3},
-            name="cell",
-            hoverinfo="skip",
-        )
-    )
-    for z in np.unique(numbers):
-        mask = numbers == z
-        figure.add_trace(
-            go.Scatter3d(
-                x=cart[mask, 0],
-                y=cart[mask, 1],
-                z=cart[mask, 2],
-                mode="markers",
-                name=chemical_symbols[z],
-                marker={
-                    "size": 8 + 10 * covalent_radii[z],
-                    "color": _rgb(int(z)),
-                    "line": {"width": 1, "color": "black"},
-                },
-                text=[f"{chemical_symbols[z]} {f.round(3).tolist()}" for f in frac[mask]],
-                hoverinfo="text",
-            )
-        )
+    figure = go.Figure(cell_traces(crystal.lattice_matrix, frac, crystal.atomic_numbers[source]))
     label = title or " ".join(part for part in (crystal.id, crystal.formula) if part)
     figure.update_layout(
         title=label,

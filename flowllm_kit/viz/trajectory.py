@@ -18,12 +18,12 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import torch
-from ase.data import chemical_symbols, covalent_radii
+from ase.data import chemical_symbols
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from flowllm_kit.geometry import lattice, torus
-from flowllm_kit.viz.structure import _CORNERS, _EDGES, _rgb
+from flowllm_kit.viz.structure import _CORNERS, _rgb, cell_traces
 
 if TYPE_CHECKING:
     from flowllm_kit.flow.sampler import Trajectory
@@ -105,39 +105,13 @@ def crystal_path(trajectory: Trajectory, index: int = 0, *, unwrap: bool = True)
 
 def _frame_traces(path: CrystalPath, k: int) -> list[go.Scatter3d]:
     """Cell edges and one marker trace per element at recorded state ``k``."""
-    corners = _CORNERS @ path.matrices[k]  # (8, 3)
-    edges = np.full((3 * len(_EDGES), 3), np.nan)  # NaN rows break the line between edges
-    for e, (i, j) in enumerate(_EDGES):
-        edges[3 * e], edges[3 * e + 1] = corners[i], corners[j]
-    traces = [
-        go.Scatter3d(
-            x=edges[:, 0],
-            y=edges[:, 1],
-            z=edges[:, 2],
-            mode="lines",
-            line={"color": "black", "width": 3},
-            name="cell",
-            hoverinfo="skip",
-        )
-    ]
-    cart = path.cart_coords[k]  # (n, 3)
-    for z in np.unique(path.atomic_numbers):
-        mask = path.atomic_numbers == z
-        traces.append(
-            go.Scatter3d(
-                x=cart[mask, 0],
-                y=cart[mask, 1],
-                z=cart[mask, 2],
-                mode="markers",
-                name=chemical_symbols[z],
-                marker={
-                    "size": 5 + 8 * covalent_radii[z],
-                    "color": _rgb(int(z)),
-                    "line": {"width": 1, "color": "black"},
-                },
-            )
-        )
-    return traces
+    return cell_traces(
+        path.matrices[k],
+        path.frac_coords[k],
+        path.atomic_numbers,
+        marker_size=(5.0, 8.0),
+        hover=False,
+    )
 
 
 def _scene_ranges(path: CrystalPath) -> dict[str, list[float]]:
