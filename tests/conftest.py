@@ -33,6 +33,39 @@ def _one_thread():
 
 
 @pytest.fixture(scope="session")
+def tokenizer():
+    """The kit's from-scratch tokenizer."""
+    from flowllm_kit.text import build_tokenizer
+
+    return build_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def make_tiny_llama():
+    """``make(tokenizer, **overrides)``: a randomly initialised two-layer LLaMA (seed 0)."""
+
+    def make(tokenizer, **overrides):
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        torch.manual_seed(0)
+        settings = {
+            "vocab_size": len(tokenizer),
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "max_position_embeddings": 1024,
+            "bos_token_id": tokenizer.bos_token_id,
+            "eos_token_id": tokenizer.eos_token_id,
+            "pad_token_id": tokenizer.pad_token_id,
+        }
+        return LlamaForCausalLM(LlamaConfig(**(settings | overrides)))
+
+    return make
+
+
+@pytest.fixture(scope="session")
 def data_root() -> Path:
     """The folder of benchmark CSVs: ``$FLOWLLM_KIT_DATA`` or ``../shared/data``.
 

@@ -1,5 +1,6 @@
-"""Fixtures of the LLM tests: the kit tokenizer, small crystals, a tiny pretrained LLaMA saved
-to disk, and a scripted stand-in model whose ``generate`` returns chosen texts."""
+"""Fixtures of the LLM tests: small crystals, a tiny pretrained LLaMA saved to disk (built by
+the top-level ``make_tiny_llama``), and a scripted stand-in model whose ``generate`` returns
+chosen texts."""
 
 from __future__ import annotations
 
@@ -10,13 +11,6 @@ import pytest
 import torch
 
 from flowllm_kit.crystal import Crystal
-
-
-@pytest.fixture(scope="session")
-def tokenizer():
-    from flowllm_kit.text import build_tokenizer
-
-    return build_tokenizer()
 
 
 @pytest.fixture(scope="session")
@@ -48,25 +42,17 @@ def small_crystals() -> list[Crystal]:
 
 
 @pytest.fixture(scope="session")
-def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory, tokenizer) -> Path:
+def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory, tokenizer, make_tiny_llama) -> Path:
     """A randomly initialised two-layer LLaMA and a tokenizer, saved like a hub checkpoint."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     path = tmp_path_factory.mktemp("tiny_llama")
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
+    model = make_tiny_llama(
+        tokenizer,
         hidden_size=64,
         intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
         num_key_value_heads=4,
         max_position_embeddings=256,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
     )
-    LlamaForCausalLM(config).save_pretrained(path)
+    model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
 

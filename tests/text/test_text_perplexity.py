@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from flowllm_kit.crystal import Crystal
-from flowllm_kit.text import build_tokenizer, encode, increase_in_perplexity, perplexity
+from flowllm_kit.text import encode, increase_in_perplexity, perplexity
 from flowllm_kit.text.perplexity import UNCONDITIONAL_PROMPT, _scored_ids
 
 
@@ -26,28 +26,8 @@ class UniformLM(torch.nn.Module):
 
 
 @pytest.fixture(scope="module")
-def tokenizer():
-    return build_tokenizer()
-
-
-@pytest.fixture(scope="module")
-def tiny_llama(tokenizer):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=1024,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    return LlamaForCausalLM(config).eval()
+def tiny_llama(tokenizer, make_tiny_llama):
+    return make_tiny_llama(tokenizer).eval()
 
 
 def test_only_the_text_and_eos_are_scored(tokenizer, mp20_subset: list[Crystal]) -> None:
