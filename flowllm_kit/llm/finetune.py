@@ -165,7 +165,8 @@ def finetune(
         run_dir: The run folder (created if needed).
         config: The run's settings; ``config.finetune`` drives the Trainer and the whole config
             is saved as ``llm_config.json``.
-        eval: Evaluation crystals or texts; their loss is logged every epoch (or
+        eval: Evaluation crystals or texts, rendered with their epoch-0 augmentation only;
+            their loss is logged every epoch (or
             ``eval_steps``).
         render: Item -> text override (default: :func:`render_training_text`).
         resume: ``True``: continue from the last checkpoint in ``run_dir`` if there is one;
@@ -228,7 +229,9 @@ def finetune(
         train_dataset=datasets["train"],
         eval_dataset=datasets.get("eval"),
         data_collator=_collate(tokenizer.pad_token_id),
-        callbacks=[_epoch_callback(list(datasets.values())), *callbacks],
+        # Only the training texts are redrawn per epoch: evaluation texts keep their epoch-0
+        # draw, so evaluation losses compare across epochs and across a resume.
+        callbacks=[_epoch_callback([datasets["train"]]), *callbacks],
     )
     checkpoint: str | None = None
     if resume is True:
