@@ -243,9 +243,17 @@ def report(
         metrics["closeness dE eV/atom"] = near.delta_energy if near.num_relaxed >= m else math.nan
         metrics["relaxation steps"] = near.steps if near.num_relaxed >= m else math.nan
         if baseline is not None:
+            # The same pipeline as the generated crystals: only valid ones are relaxed, and
+            # invalid ones count as not stable.
             base = to_structures(baseline)
+            base_valid = np.array(structural_validity(base), dtype=bool) & np.array(
+                [status == "valid" for status in composition_status(base)], dtype=bool
+            )
             counts["baseline"] = len(base)
-            *_, b_stable, b_meta = _stability(base, settings, hull, cache, progress)
+            kept = [s for s, ok in zip(base, base_valid, strict=True) if ok]
+            *_, kept_stable, kept_meta = _stability(kept, settings, hull, cache, progress)
+            b_stable, b_meta = np.zeros(len(base), bool), np.zeros(len(base), bool)
+            b_stable[base_valid], b_meta[base_valid] = kept_stable, kept_meta
             metrics["baseline stable %"] = _rate(b_stable, len(base), m)
             metrics["baseline metastable %"] = _rate(b_meta, len(base), m)
         if training is not None:
