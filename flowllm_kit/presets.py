@@ -11,7 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-__all__ = ["DataConfig", "Preset", "PresetName", "configure_threads", "get_preset"]
+__all__ = [
+    "DataConfig",
+    "EvaluationConfig",
+    "Preset",
+    "PresetName",
+    "configure_threads",
+    "get_preset",
+]
 
 PresetName = Literal["smoke", "demo", "paper"]
 
@@ -32,11 +39,30 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
+class EvaluationConfig:
+    """How many crystals the evaluation looks at, and how hard it relaxes them."""
+
+    n_evaluate: int | None
+    """Crystals evaluated per system (None: all)."""
+    n_reference: int | None
+    """Eval-split crystals for coverage and property distances (None: all)."""
+    relax_steps: int = 1500
+    """Most CHGNet FIRE steps per crystal (REFERENCE §9: 1500)."""
+    min_count: int = 10
+    """Smallest denominator for which a rate is reported (fewer: not computable)."""
+    processes: int | None = None
+    """Worker processes for fingerprints and relaxation (None: one per core)."""
+
+
+@dataclass(frozen=True)
 class Preset:
     """All settings of one named preset."""
 
     name: PresetName
     data: DataConfig
+    evaluation: EvaluationConfig
+    num_samples: int = 10_000
+    """Crystals each generator draws for evaluation (the paper: 10,000)."""
     threads: int | None = None
     """Torch CPU threads (None: torch's default). The smoke preset uses one: its matrices are
     tiny, and on a small shared CPU threads that spin-wait on each other made its training
@@ -49,12 +75,23 @@ _PRESETS: dict[str, Preset] = {
         data=DataConfig(
             dataset="mp_20_subset", train_split="train", eval_split="test", max_crystals=200
         ),
+        # One process: workers cost seconds to start, more than they save on 16 crystals.
+        evaluation=EvaluationConfig(
+            n_evaluate=16, n_reference=40, relax_steps=100, min_count=5, processes=1
+        ),
+        num_samples=16,
+        threads=1,
     ),
     "demo": Preset(
-        name="demo", data=DataConfig(dataset="mp_20", train_split="val", eval_split="test")
+        name="demo",
+        data=DataConfig(dataset="mp_20", train_split="val", eval_split="test"),
+        evaluation=EvaluationConfig(n_evaluate=100, n_reference=1000),
+        num_samples=1_000,
     ),
     "paper": Preset(
-        name="paper", data=DataConfig(dataset="mp_20", train_split="train", eval_split="test")
+        name="paper",
+        data=DataConfig(dataset="mp_20", train_split="train", eval_split="test"),
+        evaluation=EvaluationConfig(n_evaluate=None, n_reference=None),
     ),
 }
 
