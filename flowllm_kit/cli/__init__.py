@@ -1,0 +1,62 @@
+"""The command line: each stage of the notebook series as one command on a run folder.
+
+Usage::
+
+    python -m flowllm_kit train-llm  --preset smoke --run-dir runs/smoke
+    python -m flowllm_kit sample-llm --preset smoke --run-dir runs/smoke --num-samples 16
+    python -m flowllm_kit pairs      --preset smoke --run-dir runs/smoke
+    python -m flowllm_kit train-flow --preset smoke --run-dir runs/smoke --max-steps 200
+    python -m flowllm_kit sample     --preset smoke --run-dir runs/smoke --num-steps 50
+    python -m flowllm_kit evaluate   --preset smoke --run-dir runs/smoke
+
+Every command calls the same package functions as notebooks 03-07, with the same presets, and
+reads and writes the same run folder (``runs/<preset>`` unless ``--run-dir`` is given).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from flowllm_kit.cli import evaluate_command, flow_commands, llm_commands
+from flowllm_kit.cli.common import CommandError, add_common_options
+
+__all__ = ["CommandError", "build_parser", "main"]
+
+_MODULES = (llm_commands, flow_commands, evaluate_command)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m flowllm_kit`` parser with one subcommand per stage."""
+    parser = argparse.ArgumentParser(
+        prog="python -m flowllm_kit",
+        description=__doc__.split("\n\n")[0],
+        epilog="Run `python -m flowllm_kit COMMAND --help` for the options of a command.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in _MODULES:
+        for name, (handler, add_options, help_text) in module.COMMANDS.items():
+            sub = commands.add_parser(
+                name,
+                help=help_text,
+                description=handler.__doc__.splitlines()[0],
+            )
+            add_common_options(sub)
+            add_options(sub)
+            sub.set_defaults(handler=handler)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` (default: ``sys.argv[1:]``), run the command and return an exit code.
+
+    A missing input or a bad option prints ``error: ...`` to stderr and returns 2.
+    """
+    args = build_parser().parse_args(argv)
+    try:
+        args.handler(args)
+    except CommandError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,59 @@
+"""Options and helpers shared by every command: preset, run folder, seed, threads."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+__all__ = ["PRESETS", "CommandError", "add_common_options", "require", "run_folder", "setup"]
+
+PRESETS = ("smoke", "demo", "paper")
+
+
+class CommandError(Exception):
+    """A command cannot run (a missing input, an option out of range); the message says why."""
+
+
+def add_common_options(parser: argparse.ArgumentParser) -> None:
+    """Add ``--preset``, ``--run-dir``, ``--seed`` and ``--threads`` to a subcommand."""
+    group = parser.add_argument_group("common options")
+    group.add_argument("--preset", choices=PRESETS, default="demo", help="settings preset")
+    group.add_argument("--run-dir", default=None, help="run folder (default: runs/<preset>)")
+    group.add_argument("--seed", type=int, default=0, help="random seed of the stage")
+    group.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: the preset's; smoke 1, else torch's default)",
+    )
+
+
+def run_folder(args: argparse.Namespace) -> Path:
+    """The run folder of ``args``: ``--run-dir`` or ``runs/<preset>``."""
+    return Path(args.run_dir or f"runs/{args.preset}")
+
+
+def setup(args: argparse.Namespace) -> Path:
+    """Set torch's thread count as the notebooks do and return the run folder."""
+    from flowllm_kit.presets import configure_threads
+
+    if args.threads is not None and args.threads < 1:
+        raise CommandError(f"--threads must be positive, got {args.threads}")
+    configure_threads(args.preset, args.threads)
+    return run_folder(args)
+
+
+def require(path: Path, what: str, command: str, args: argparse.Namespace) -> Path:
+    """``path`` if it exists, else a :class:`CommandError` naming it and the command to run.
+
+    Args:
+        path: The input file or folder.
+        what: What it is, for the message (e.g. ``"model"``).
+        command: The command that writes it (e.g. ``"train-llm"``).
+        args: The parsed options (for the preset and run folder in the suggested command).
+    """
+    if not path.exists():
+        suggestion = f"python -m flowllm_kit {command} --preset {args.preset}"
+        suggestion += f" --run-dir {run_folder(args)}"
+        raise CommandError(f"no {what} at {path}: run `{suggestion}` first")
+    return path

@@ -1,0 +1,194 @@
+"""``evaluate``: score every sample set of a run folder (notebook 07)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+from flowllm_kit.cli.common import CommandError, setup
+
+__all__ = ["COMMANDS", "evaluate", "find_systems"]
+
+
+def _options(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``evaluate`` to its subparser."""
+    parser.add_argument(
+        "--systems",
+        nargs="+",
+        help="systems to evaluate (default: every samples/*.jsonl, llm_only)",
+    )
+    parser.add_argument(
+        "-n", "--n-evaluate", dest="n", type=int, help="crystals per system (the preset's)"
+    )
+    parser.add_argument("--relax-steps", type=int, help="CHGNet FIRE steps (100 / 1500)")
+    parser.add_argument("--n-reference", type=int, help="reference crystals (40 / 1000 / all)")
+    parser.add_argument("--min-count", type=int, help="smallest denominator of a rate (5 / 10)")
+    parser.add_argument("--no-controls", action="store_true", help="skip real/perturbed controls")
+    parser.add_argument("--perturbation", type=float, default=0.1, help="Å (%(default)s)")
+    parser.add_argument(
+        "--hull-dataset",
+        default="mp_20",
+        help="dataset whose val + test build the hull; 'none': no relaxation nor stability",
+    )
+    parser.add_argument("--processes", type=int, help="worker processes (1 smoke, else 1/core)")
+
+
+def find_systems(run: Path, n: int | None) -> dict[str, list]:
+    """Crystals of ``samples/<system>.jsonl`` and of ``llm_samples.jsonl`` (``llm_only``).
+
+    Draw records hold their crystal under ``crystal``; rejected draws have none and are
+    skipped. At most ``n`` crystals per system (None: all).
+    """
+    from flowllm_kit.crystal.io import crystal_from_dict, read_jsonl
+
+    sources = {path.stem: path for path in sorted((run / "samples").glob("*.jsonl"))}
+    if (run / "llm_samples.jsonl").is_file():
+        sources["llm_only"] = run / "llm_samples.jsonl"
+    systems = {}
+    for name, path in sources.items():
+        rows = [
+            r for r in read_jsonl(path, repair=False) if "crystal" in r or "atomic_numbers" in r
+        ]
+        ids = [r.get("id") or f"{name}-{number}" for number, r in enumerate(rows)]
+        crystals = [
+            crystal_from_dict(r.get("crystal", r), id=k) for r, k in zip(rows, ids, strict=True)
+        ]
+        if crystals:
+            systems[name] = crystals[:n]
+    return systems
+
+
+def _hull(dataset: str) -> Any:
+    """The hull of ``dataset``'s val + test entries (None without the elemental references)."""
+    from flowllm_kit.data import locate_csv
+    from flowllm_kit.data.paths import data_roots
+    from flowllm_kit.evaluate import HullReference
+
+    elemental_file = "hull/2023-02-07-mp-elemental-reference-entries.json.gz"
+    found = [r / elemental_file for r in data_roots() if (r / elemental_file).is_file()]
+    if not found:
+        print(f"no {elemental_file} in the data folders: stability is not computable")
+        return None
+    try:
+        csvs = [locate_csv(dataset, split) for split in ("val", "test")]
+    except FileNotFoundError as error:
+        raise CommandError(
+            f"{error}\n(or pass --hull-dataset none: no stability metrics)"
+        ) from None
+    return HullReference.from_csv(csvs, found[0])
+
+
+def _select(args: argparse.Namespace, run: Path, n: int | None) -> dict[str, list]:
+    """The generated systems to evaluate: all found, or those named by ``--systems``."""
+    systems = find_systems(run, n)
+    wanted = [name for name in args.systems or systems if name not in ("real", "perturbed")]
+    missing = [name for name in wanted if name not in systems]
+    if missing:
+        raise CommandError(
+            f"no crystals for {', '.join(missing)} in {run / 'samples'} or "
+            f"{run / 'llm_samples.jsonl'}: run `python -m flowllm_kit sample` first"
+        )
+    if not systems:
+        print(f"no generated crystals in {run}: only the controls are evaluated")
+    return {name: systems[name] for name in wanted}
+
+
+def _controls(real: list, perturbation: float, seed: int) -> dict[str, list]:
+    """Real eval-split crystals and copies with atoms moved (Å) and lengths strained (±3%)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    steps = [rng.normal(0, perturbation, (c.num_atoms, 3)) / c.lengths for c in real]
+    strains = rng.uniform(-0.03, 0.03, (len(real), 3))
+    perturbed = [
+        c.replace(
+            id=f"{c.id}-perturbed", frac_coords=c.frac_coords + s, lengths=c.lengths * (1 + e)
+        )
+        for c, s, e in zip(real, steps, strains, strict=True)
+    ]
+    return {"real": real, "perturbed": perturbed}
+
+
+def _reference_fingerprints(reference: list, path: Path, processes: int | None) -> Any:
+    """CrystalNN fingerprints of the reference crystals, computed once and saved at ``path``."""
+    from flowllm_kit import evaluate as metrics
+
+    if path.is_file():
+        return metrics.Fingerprints.load(path)
+    fingerprints = metrics.fingerprints(reference, processes=processes)
+    fingerprints.save(path)
+    return fingerprints
+
+
+def evaluate(args: argparse.Namespace) -> None:
+    """Evaluate each system with ``evaluate.report`` into evaluation/ (notebook 07)."""
+    import warnings
+
+    import numpy as np
+    import pandas as pd
+
+    from flowllm_kit import evaluate as metrics
+    from flowllm_kit.data import load_dataset
+    from flowllm_kit.evaluate.paper import beside_paper
+    from flowllm_kit.presets import get_preset
+
+    run = setup(args)
+    warnings.filterwarnings("ignore", message="No Pauling electronegativity")  # noble gases
+    sizes = get_preset(args.preset).evaluation  # None: every crystal
+    n_evaluate, relax_steps = args.n or sizes.n_evaluate, args.relax_steps or sizes.relax_steps
+    n_reference, min_count = (
+        args.n_reference or sizes.n_reference,
+        args.min_count or sizes.min_count,
+    )
+    processes = args.processes or sizes.processes
+    systems = _select(args, run, n_evaluate)
+    config = get_preset(args.preset).data
+    eval_crystals = load_dataset(config.dataset, config.eval_split)
+    training = load_dataset(config.dataset, config.train_split)
+    order = np.random.default_rng(args.seed).permutation(len(eval_crystals))
+    shuffled = [eval_crystals[i] for i in order]
+    reference = shuffled[-n_reference:] if n_reference else shuffled
+    real = shuffled[: n_evaluate or 1000]  # the controls and the stability baseline
+    if not args.no_controls:
+        controls = _controls(real, args.perturbation, args.seed).items()
+        systems |= {k: v for k, v in controls if not args.systems or k in args.systems}
+    if not systems:
+        raise CommandError(
+            f"nothing to evaluate: no crystals in {run / 'samples'} or {run / 'llm_samples.jsonl'}"
+            " and --no-controls; run `python -m flowllm_kit sample` first"
+        )
+    hull = None if args.hull_dataset.lower() == "none" else _hull(args.hull_dataset)
+
+    evaluation = run / "evaluation"
+    evaluation.mkdir(parents=True, exist_ok=True)
+    cutoffs = next((n for n in metrics.COVERAGE_CUTOFFS if config.dataset.startswith(n)), "mp_20")
+    relax = metrics.RelaxConfig(max_steps=relax_steps)
+    settings = metrics.ReportSettings(
+        dataset=cutoffs, min_count=min_count, relax=relax, processes=processes
+    )
+    name = f"{config.dataset}_{config.eval_split}_{len(reference)}_{args.seed}"
+    path = evaluation / f"reference_fingerprints_{name}.npz"
+    reference_fingerprints = _reference_fingerprints(reference, path, processes)
+    rows = {}
+    for system, crystals in systems.items():
+        start = time.perf_counter()
+        result = metrics.report(
+            crystals, reference=reference, reference_fingerprints=reference_fingerprints,
+            training=training, hull=hull, baseline=real, settings=settings,
+            cache_folder=evaluation, progress=False,
+        )  # fmt: skip
+        result.save(evaluation / system)
+        seconds = round(time.perf_counter() - start, 1)
+        rows[system] = {"crystals": len(crystals), "seconds": seconds, **result.metrics}
+        print(f"{system}: {len(crystals)} crystals evaluated into {evaluation / system}")
+    table = pd.DataFrame.from_dict(rows, orient="index").rename_axis("system")
+    table.to_csv(evaluation / "metrics.csv")
+    table = beside_paper(table)
+    table.to_csv(evaluation / "metrics_beside_paper.csv")
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(table.round(2).to_string(na_rep="n/c"))
+
+
+COMMANDS = {"evaluate": (evaluate, _options, "evaluate the sample sets of a run (nb 07)")}

@@ -1,0 +1,186 @@
+"""``train-flow`` and ``sample``: the flow stage (notebooks 05 and 06)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from flowllm_kit.cli.common import PRESETS, CommandError, require, setup
+
+__all__ = ["COMMANDS", "sample", "train_flow"]
+
+MODELS = ("flowllm", "flowmm")
+
+
+def _models(choice: str) -> tuple[str, ...]:
+    """The models named by ``--model`` (``both``: FlowLLM and FlowMM)."""
+    return MODELS if choice == "both" else (choice,)
+
+
+def _load_pairs(args: argparse.Namespace, run: Path) -> Any:
+    """The :class:`~flowllm_kit.llm.PairSet` in ``run/pairs``; an error if missing or empty."""
+    from flowllm_kit.llm import PairSet
+
+    pairs = PairSet.load(require(run / "pairs" / "pairs.npz", "pair set", "pairs", args))
+    if not pairs.c1:
+        raise CommandError(
+            f"the pair set {run / 'pairs' / 'pairs.npz'} is empty: the LLM matched no training "
+            "composition; train it longer or run `pairs` with a larger --max-draws"
+        )
+    return pairs
+
+
+def _train_flow_options(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``train-flow`` to its subparser."""
+    parser.add_argument(
+        "--model", choices=(*MODELS, "both"), default="both", help="which model(s) (%(default)s)"
+    )
+    parser.add_argument("--network", choices=PRESETS, help="network preset (default: --preset)")
+    parser.add_argument("--max-steps", type=int, help="optimizer steps per model (the preset's)")
+    parser.add_argument("--batch-size", type=int, help="crystals per step (the preset's)")
+    parser.add_argument(
+        "--noise-std", type=float, default=0.0, help="jitter on FlowLLM's starts (%(default)s)"
+    )
+    parser.add_argument("--no-resume", action="store_true", help="ignore earlier checkpoints")
+
+
+def train_flow(args: argparse.Namespace) -> None:
+    """Train FlowLLM and/or FlowMM on the pair set into flow/<model>/ (notebook 05)."""
+    import torch
+
+    from flowllm_kit.flow import FlowTrainer, PairedBase, UniformBase, VelocityNetwork, train_preset
+    from flowllm_kit.llm import PairSet
+
+    run = setup(args)
+    pairs = _load_pairs(args, run)
+    val_file = run / "pairs_val" / "pairs.npz"
+    val = PairSet.load(val_file) if val_file.exists() else None
+    val_c0, val_c1 = (val.c0, val.c1) if val else ([], [])
+    config = train_preset(args.preset)
+    config = dataclasses.replace(
+        config,
+        max_steps=args.max_steps or config.max_steps,
+        batch_size=args.batch_size or config.batch_size,
+        seed=args.seed,
+    )
+    runs = {  # model -> (base, training pairs, validation pairs); FlowMM ignores c0
+        "flowllm": (
+            PairedBase(noise_std=args.noise_std),
+            list(zip(pairs.c0, pairs.c1, strict=True)),
+            list(zip(val_c0, val_c1, strict=True)),
+        ),
+        "flowmm": (
+            UniformBase.fit(pairs.c1),
+            [(None, c) for c in pairs.c1],
+            [(None, c) for c in val_c1],
+        ),
+    }
+    for name in _models(args.model):
+        base, train, validation = runs[name]
+        torch.manual_seed(args.seed)  # the same initial weights for both models
+        network, folder = (
+            VelocityNetwork.from_preset(args.network or args.preset),
+            run / "flow" / name,
+        )
+        trainer = FlowTrainer(
+            network, train, base=base, config=config, val_pairs=validation, run_dir=folder
+        )
+        if not args.no_resume and (folder / "checkpoint" / "state.json").exists():
+            trainer.load_checkpoint(folder / "checkpoint")
+        trainer.fit()
+        loss = trainer.history[-1]["loss"] if trainer.history else float("nan")
+        print(f"{name}: step {trainer.step}, last loss {loss:.4f}; checkpoint in {folder}")
+
+
+def _sample_options(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``sample`` to its subparser."""
+    parser.add_argument(
+        "--model", choices=(*MODELS, "both"), default="both", help="which model(s) (%(default)s)"
+    )
+    parser.add_argument("--n-samples", type=int, help="crystals per model (every LLM crystal)")
+    parser.add_argument("--num-steps", type=int, default=250, help="ODE steps (%(default)s)")
+    parser.add_argument(
+        "--method",
+        choices=("euler", "midpoint", "rk4", "dopri5"),
+        default="euler",
+        help="ODE solver (%(default)s; dopri5 is adaptive and ignores --num-steps)",
+    )
+    parser.add_argument(
+        "--anti-annealing-scale", type=float, default=0.0, help="s (%(default)s; paper: 5)"
+    )
+    parser.add_argument("--anti-annealing-start", type=float, default=0.0, help="b (%(default)s)")
+    parser.add_argument(
+        "--batch-size", type=int, default=256, help="crystals per ODE solve (%(default)s)"
+    )
+
+
+def _starts(args: argparse.Namespace, run: Path, models: tuple[str, ...]) -> dict[str, list]:
+    """Start crystals of each model: parsed LLM samples, FlowMM's uniform-base draws."""
+    import numpy as np
+    import torch
+
+    from flowllm_kit.crystal import CrystalBatch
+    from flowllm_kit.crystal.io import crystal_from_dict
+    from flowllm_kit.flow import UniformBase
+    from flowllm_kit.llm import read_samples
+
+    llm_file = run / "llm_samples.jsonl"
+    starts: dict[str, list] = {}
+    count = args.n_samples
+    if "flowllm" in models or count is None:
+        records = read_samples(require(llm_file, "LLM samples", "sample-llm", args))
+        kept = [r for r in records if r["reason"] is None][: args.n_samples]
+        if not kept:
+            raise CommandError(f"no parsed crystal in {llm_file}: run `sample-llm` again")
+        starts["flowllm"] = [crystal_from_dict(r["crystal"], id=f"llm-{r['draw']}") for r in kept]
+        count = len(kept)
+    if "flowmm" in models:
+        targets = _load_pairs(args, run).c1
+        picks = np.random.default_rng(args.seed).integers(len(targets), size=count)
+        templates = CrystalBatch.from_crystals([targets[i] for i in picks])
+        generator = torch.Generator().manual_seed(args.seed)
+        drawn = UniformBase.fit(targets).sample(templates, generator=generator).to_crystals()
+        starts["flowmm"] = [c.replace(id=f"flowmm-{k}") for k, c in enumerate(drawn)]
+    return {name: starts[name] for name in models}
+
+
+def sample(args: argparse.Namespace) -> None:
+    """Integrate the trained flow(s) into samples/<model>.jsonl (notebook 06, section 2)."""
+    from flowllm_kit.crystal import write_crystals
+    from flowllm_kit.flow import SamplerConfig, load_network, sample_in_chunks
+    from flowllm_kit.flow.train import resolve_device
+
+    run = setup(args)
+    models = _models(args.model)
+    checkpoints = {
+        name: require(run / "flow" / name / "checkpoint", f"{name} checkpoint", "train-flow", args)
+        for name in models
+    }
+    starts = _starts(args, run, models)
+    device = resolve_device("auto")
+    sampler = SamplerConfig(
+        method=args.method,
+        num_steps=args.num_steps,
+        anti_annealing_scale=args.anti_annealing_scale,
+        anti_annealing_start=args.anti_annealing_start,
+    )
+    samples_dir = run / "samples"
+    samples_dir.mkdir(parents=True, exist_ok=True)
+    (samples_dir / "sampler.json").write_text(json.dumps(dataclasses.asdict(sampler), indent=1))
+    for name, crystals in starts.items():
+        network = load_network(checkpoints[name], device=device)
+        path = samples_dir / f"{name}.jsonl"
+        path.unlink(missing_ok=True)  # start afresh: write_crystals appends
+        chunks = sample_in_chunks(network, crystals, config=sampler, batch_size=args.batch_size)
+        for chunk in chunks:
+            write_crystals(chunk, path)
+        print(f"{name}: {len(crystals)} crystals in {path}")
+
+
+COMMANDS = {
+    "train-flow": (train_flow, _train_flow_options, "train FlowLLM / FlowMM on the pairs (nb 05)"),
+    "sample": (sample, _sample_options, "sample crystals with the trained flow(s) (nb 06)"),
+}
