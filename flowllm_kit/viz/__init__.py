@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flowllm_kit.viz.compare import closeness_figure, e_hull_figure
 from flowllm_kit.viz.distributions import crystal_table, distribution_figure
 from flowllm_kit.viz.structure import unit_cell_figure
 from flowllm_kit.viz.torus import torus_path_figure
@@ -15,9 +16,11 @@ from flowllm_kit.viz.trajectory import (
 
 __all__ = [
     "CrystalPath",
+    "closeness_figure",
     "crystal_path",
     "crystal_table",
     "distribution_figure",
+    "e_hull_figure",
     "loss_curves_figure",
     "torus_path_figure",
     "trajectory_animation",
