@@ -12,19 +12,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from flowllm_kit.presets import PresetName
+
 __all__ = [
     "NETWORK_PRESETS",
     "TRAIN_PRESETS",
     "LossConfig",
     "NetworkConfig",
-    "PresetName",
     "SamplerConfig",
     "TrainConfig",
     "network_preset",
     "train_preset",
 ]
-
-PresetName = Literal["smoke", "demo", "paper"]
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from flowllm_kit.crystal import CrystalBatch
-from flowllm_kit.flow.config import NetworkConfig, PresetName, network_preset
+from flowllm_kit.flow.config import NetworkConfig, network_preset
 from flowllm_kit.flow.graph import (
     CrystalGraph,
     displacement_features,
@@ -27,6 +27,7 @@ from flowllm_kit.flow.layers import MessageLayer, PairFeatures, time_embedding
 from flowllm_kit.flow.statistics import FlowStatistics
 from flowllm_kit.geometry import lattice, torus
 from flowllm_kit.geometry.lattice import LatticeStatistics
+from flowllm_kit.presets import PresetName
 
 __all__ = ["VelocityNetwork"]
 

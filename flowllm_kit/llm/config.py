@@ -19,6 +19,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from flowllm_kit.presets import PresetName
+
 __all__ = [
     "LLM_PRESETS",
     "SCRATCH_PRESETS",
@@ -26,14 +28,12 @@ __all__ = [
     "LLMConfig",
     "LoRAConfig",
     "PairConfig",
-    "PresetName",
     "Quantization",
     "SamplingConfig",
     "ScratchModelConfig",
     "llm_preset",
 ]
 
-PresetName = Literal["smoke", "demo", "paper"]
 Quantization = Literal["none", "4bit", "8bit"]
 
 
