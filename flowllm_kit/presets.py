@@ -8,8 +8,9 @@ stage adds its config here as it lands; notebooks and the command line read them
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Literal, TypeVar
 
 __all__ = [
     "DataConfig",
@@ -18,9 +19,11 @@ __all__ = [
     "PresetName",
     "configure_threads",
     "get_preset",
+    "lookup_preset",
 ]
 
 PresetName = Literal["smoke", "demo", "paper"]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -96,17 +99,24 @@ _PRESETS: dict[str, Preset] = {
 }
 
 
+def lookup_preset(table: Mapping[str, T], name: str, *, what: str = "preset") -> T:
+    """``table[name]``, or a ValueError naming ``name`` and the choices.
+
+    Every component's ``*_preset(name)`` function goes through this, so a misspelt preset
+    gives the same message everywhere.
+    """
+    if name not in table:
+        raise ValueError(f"unknown {what} {name!r}; choose one of {', '.join(table)}")
+    return table[name]
+
+
 def get_preset(name: PresetName) -> Preset:
     """The preset called ``name``.
 
     Raises:
         ValueError: If ``name`` is not one of ``smoke``, ``demo``, ``paper``.
     """
-    if name not in _PRESETS:
-        raise ValueError(
-            f"unknown preset {name!r}; choose one of {', '.join(get_args(PresetName))}"
-        )
-    return _PRESETS[name]
+    return lookup_preset(_PRESETS, name)
 
 
 def configure_threads(preset: PresetName, threads: int | None = None) -> int:

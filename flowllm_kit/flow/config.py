@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from flowllm_kit.presets import PresetName
+from flowllm_kit.presets import PresetName, lookup_preset
 
 __all__ = [
     "NETWORK_PRESETS",
@@ -82,9 +82,7 @@ NETWORK_PRESETS: dict[str, NetworkConfig] = {
 
 def network_preset(name: PresetName) -> NetworkConfig:
     """The named :class:`NetworkConfig` (``"smoke"``, ``"demo"`` or ``"paper"``)."""
-    if name not in NETWORK_PRESETS:
-        raise KeyError(f"unknown preset {name!r}; choose from {sorted(NETWORK_PRESETS)}")
-    return NETWORK_PRESETS[name]
+    return lookup_preset(NETWORK_PRESETS, name)
 
 
 @dataclass(frozen=True)
@@ -181,6 +179,4 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
 
 def train_preset(name: PresetName) -> TrainConfig:
     """The named :class:`TrainConfig`."""
-    if name not in TRAIN_PRESETS:
-        raise KeyError(f"unknown preset {name!r}; choose from {sorted(TRAIN_PRESETS)}")
-    return TRAIN_PRESETS[name]
+    return lookup_preset(TRAIN_PRESETS, name)

@@ -19,7 +19,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from flowllm_kit.presets import PresetName
+from flowllm_kit.presets import PresetName, lookup_preset
 
 __all__ = [
     "LLM_PRESETS",
@@ -235,6 +235,4 @@ def llm_preset(name: PresetName) -> LLMConfig:
     Raises:
         ValueError: If ``name`` is not one of ``smoke``, ``demo``, ``paper``.
     """
-    if name not in LLM_PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(LLM_PRESETS)}")
-    return LLM_PRESETS[name]
+    return lookup_preset(LLM_PRESETS, name)
