@@ -9,7 +9,7 @@ from typing import Any
 
 from flowllm_kit.cli.common import CommandError, setup
 
-__all__ = ["COMMANDS", "evaluate", "find_systems"]
+__all__ = ["COMMANDS", "evaluate"]
 
 
 def _options(parser: argparse.ArgumentParser) -> None:
@@ -35,54 +35,26 @@ def _options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--processes", type=int, help="worker processes (1 smoke, else 1/core)")
 
 
-def find_systems(run: Path, n: int | None) -> dict[str, list]:
-    """Crystals of ``samples/<system>.jsonl`` and of ``llm_samples.jsonl`` (``llm_only``).
-
-    Draw records hold their crystal under ``crystal``; rejected draws have none and are
-    skipped. At most ``n`` crystals per system (None: all).
-    """
-    from flowllm_kit.crystal.io import crystal_from_dict, read_jsonl
-
-    sources = {path.stem: path for path in sorted((run / "samples").glob("*.jsonl"))}
-    if (run / "llm_samples.jsonl").is_file():
-        sources["llm_only"] = run / "llm_samples.jsonl"
-    systems = {}
-    for name, path in sources.items():
-        rows = [
-            r for r in read_jsonl(path, repair=False) if "crystal" in r or "atomic_numbers" in r
-        ]
-        ids = [r.get("id") or f"{name}-{number}" for number, r in enumerate(rows)]
-        crystals = [
-            crystal_from_dict(r.get("crystal", r), id=k) for r, k in zip(rows, ids, strict=True)
-        ]
-        if crystals:
-            systems[name] = crystals[:n]
-    return systems
-
-
 def _hull(dataset: str) -> Any:
     """The hull of ``dataset``'s val + test entries (None without the elemental references)."""
-    from flowllm_kit.data import locate_csv
-    from flowllm_kit.data.paths import data_roots
-    from flowllm_kit.evaluate import HullReference
+    from flowllm_kit.evaluate import ELEMENTAL_REFERENCE_FILE, dataset_hull
 
-    elemental_file = "hull/2023-02-07-mp-elemental-reference-entries.json.gz"
-    found = [r / elemental_file for r in data_roots() if (r / elemental_file).is_file()]
-    if not found:
-        print(f"no {elemental_file} in the data folders: stability is not computable")
-        return None
     try:
-        csvs = [locate_csv(dataset, split) for split in ("val", "test")]
+        hull = dataset_hull(dataset)
     except FileNotFoundError as error:
         raise CommandError(
             f"{error}\n(or pass --hull-dataset none: no stability metrics)"
         ) from None
-    return HullReference.from_csv(csvs, found[0])
+    if hull is None:
+        print(f"no {ELEMENTAL_REFERENCE_FILE} in the data folders: stability is not computable")
+    return hull
 
 
 def _select(args: argparse.Namespace, run: Path, n: int | None) -> dict[str, list]:
     """The generated systems to evaluate: all found, or those named by ``--systems``."""
-    systems = find_systems(run, n)
+    from flowllm_kit.evaluate import find_systems
+
+    systems = find_systems(run, n=n)
     wanted = [name for name in args.systems or systems if name not in ("real", "perturbed")]
     missing = [name for name in wanted if name not in systems]
     if missing:
@@ -93,33 +65,6 @@ def _select(args: argparse.Namespace, run: Path, n: int | None) -> dict[str, lis
     if not systems:
         print(f"no generated crystals in {run}: only the controls are evaluated")
     return {name: systems[name] for name in wanted}
-
-
-def _controls(real: list, perturbation: float, seed: int) -> dict[str, list]:
-    """Real eval-split crystals and copies with atoms moved (Å) and lengths strained (±3%)."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    steps = [rng.normal(0, perturbation, (c.num_atoms, 3)) / c.lengths for c in real]
-    strains = rng.uniform(-0.03, 0.03, (len(real), 3))
-    perturbed = [
-        c.replace(
-            id=f"{c.id}-perturbed", frac_coords=c.frac_coords + s, lengths=c.lengths * (1 + e)
-        )
-        for c, s, e in zip(real, steps, strains, strict=True)
-    ]
-    return {"real": real, "perturbed": perturbed}
-
-
-def _reference_fingerprints(reference: list, path: Path, processes: int | None) -> Any:
-    """CrystalNN fingerprints of the reference crystals, computed once and saved at ``path``."""
-    from flowllm_kit import evaluate as metrics
-
-    if path.is_file():
-        return metrics.Fingerprints.load(path)
-    fingerprints = metrics.fingerprints(reference, processes=processes)
-    fingerprints.save(path)
-    return fingerprints
 
 
 def evaluate(args: argparse.Namespace) -> None:
@@ -152,8 +97,8 @@ def evaluate(args: argparse.Namespace) -> None:
     reference = shuffled[-n_reference:] if n_reference else shuffled
     real = shuffled[: n_evaluate or 1000]  # the controls and the stability baseline
     if not args.no_controls:
-        controls = _controls(real, args.perturbation, args.seed).items()
-        systems |= {k: v for k, v in controls if not args.systems or k in args.systems}
+        controls = metrics.control_systems(real, perturbation=args.perturbation, seed=args.seed)
+        systems |= {k: v for k, v in controls.items() if not args.systems or k in args.systems}
     if not systems:
         raise CommandError(
             f"nothing to evaluate: no crystals in {run / 'samples'} or {run / 'llm_samples.jsonl'}"
@@ -170,7 +115,9 @@ def evaluate(args: argparse.Namespace) -> None:
     )
     name = f"{config.dataset}_{config.eval_split}_{len(reference)}_{args.seed}"
     path = evaluation / f"reference_fingerprints_{name}.npz"
-    reference_fingerprints = _reference_fingerprints(reference, path, processes)
+    reference_fingerprints = metrics.reference_fingerprints(
+        reference, path=path, processes=processes
+    )
     rows = {}
     for system, crystals in systems.items():
         start = time.perf_counter()

@@ -119,31 +119,19 @@ def _sample_options(parser: argparse.ArgumentParser) -> None:
 
 def _starts(args: argparse.Namespace, run: Path, models: tuple[str, ...]) -> dict[str, list]:
     """Start crystals of each model: parsed LLM samples, FlowMM's uniform-base draws."""
-    import numpy as np
-    import torch
-
-    from flowllm_kit.crystal import CrystalBatch
-    from flowllm_kit.crystal.io import crystal_from_dict
-    from flowllm_kit.flow import UniformBase
-    from flowllm_kit.llm import read_samples
+    from flowllm_kit.flow import llm_starts, uniform_starts
 
     llm_file = run / "llm_samples.jsonl"
     starts: dict[str, list] = {}
     count = args.n_samples
     if "flowllm" in models or count is None:
-        records = read_samples(require(llm_file, "LLM samples", "sample-llm", args))
-        kept = [r for r in records if r["reason"] is None][: args.n_samples]
+        kept = llm_starts(require(llm_file, "LLM samples", "sample-llm", args), n=args.n_samples)
         if not kept:
             raise CommandError(f"no parsed crystal in {llm_file}: run `sample-llm` again")
-        starts["flowllm"] = [crystal_from_dict(r["crystal"], id=f"llm-{r['draw']}") for r in kept]
+        starts["flowllm"] = kept
         count = len(kept)
     if "flowmm" in models:
-        targets = _load_pairs(args, run).c1
-        picks = np.random.default_rng(args.seed).integers(len(targets), size=count)
-        templates = CrystalBatch.from_crystals([targets[i] for i in picks])
-        generator = torch.Generator().manual_seed(args.seed)
-        drawn = UniformBase.fit(targets).sample(templates, generator=generator).to_crystals()
-        starts["flowmm"] = [c.replace(id=f"flowmm-{k}") for k, c in enumerate(drawn)]
+        starts["flowmm"] = uniform_starts(_load_pairs(args, run).c1, count=count, seed=args.seed)
     return {name: starts[name] for name in models}
 
 

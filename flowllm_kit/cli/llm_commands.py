@@ -46,10 +46,10 @@ def train_llm(args: argparse.Namespace) -> None:
     evals = [c for c in load_dataset(dataset, data.eval_split) if c.num_atoms <= limit]
     train, evals = train[:max_train], evals[:num_eval]
     llm_dir = run / "llm"
-    llm_dir.mkdir(parents=True, exist_ok=True)
-    lists = {"dataset": dataset, "train_split": data.train_split, "eval_split": data.eval_split}
-    lists |= {"train_ids": [c.id for c in train], "eval_ids": [c.id for c in evals]}
-    (llm_dir / "crystals.json").write_text(json.dumps(lists, indent=1))
+    llm.write_crystal_lists(
+        llm_dir, dataset=dataset, train_split=data.train_split, train=train,
+        eval_split=data.eval_split, evaluation=evals,
+    )  # fmt: skip
 
     changes = {"epochs": args.epochs, "learning_rate": args.learning_rate, "seed": args.seed}
     changes["max_steps"] = args.max_steps
@@ -136,14 +136,11 @@ def _pairs_options(parser: argparse.ArgumentParser) -> None:
 
 def _crystal_lists(args: argparse.Namespace, run: Path) -> tuple[list, list]:
     """The training and evaluation crystals train-llm listed in ``run/llm/crystals.json``."""
-    from flowllm_kit.data import load_dataset
+    from flowllm_kit.llm import CRYSTAL_LISTS_FILE, read_crystal_lists
 
-    path = require(run / "llm" / "crystals.json", "crystal lists", "train-llm", args)
-    lists = json.loads(path.read_text())
-    train_ids, eval_ids = set(lists["train_ids"]), set(lists["eval_ids"])
-    train = [c for c in load_dataset(lists["dataset"], lists["train_split"]) if c.id in train_ids]
-    evals = [c for c in load_dataset(lists["dataset"], lists["eval_split"]) if c.id in eval_ids]
-    return train, evals
+    path = require(run / "llm" / CRYSTAL_LISTS_FILE, "crystal lists", "train-llm", args)
+    lists = read_crystal_lists(path.parent)
+    return lists.train, lists.evaluation
 
 
 def pairs(args: argparse.Namespace) -> None:

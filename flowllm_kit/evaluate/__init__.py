@@ -9,6 +9,8 @@
 * :mod:`~flowllm_kit.evaluate.hull`: hull references and E_hull, stability flags.
 * :mod:`~flowllm_kit.evaluate.closeness`: closeness of crystals to their relaxed selves.
 * :mod:`~flowllm_kit.evaluate.report`: all of the above in one table, with its settings.
+* :mod:`~flowllm_kit.evaluate.systems`: what a run is scored on (its generated systems, the
+  controls, a dataset's hull, cached reference fingerprints).
 
 Relaxation is :mod:`flowllm_kit.relax` (batched CHGNet, resumable cache); its
 :class:`~flowllm_kit.relax.RelaxConfig`, :class:`~flowllm_kit.relax.RelaxResult` and
@@ -56,6 +58,14 @@ from flowllm_kit.evaluate.sun import (
     novelty,
     sun,
     uniqueness,
+)
+from flowllm_kit.evaluate.systems import (
+    ELEMENTAL_REFERENCE_FILE,
+    control_systems,
+    dataset_hull,
+    elemental_reference_file,
+    find_systems,
+    reference_fingerprints,
 )
 from flowllm_kit.evaluate.validity import (
     CompositionStatus,
@@ -109,4 +119,11 @@ __all__ = [
     "Report",
     "ReportSettings",
     "report",
+    # the systems of a run
+    "ELEMENTAL_REFERENCE_FILE",
+    "control_systems",
+    "dataset_hull",
+    "elemental_reference_file",
+    "find_systems",
+    "reference_fingerprints",
 ]

@@ -27,6 +27,12 @@ from flowllm_kit.llm.config import (
     ScratchModelConfig,
     llm_preset,
 )
+from flowllm_kit.llm.crystal_lists import (
+    CRYSTAL_LISTS_FILE,
+    CrystalLists,
+    read_crystal_lists,
+    write_crystal_lists,
+)
 from flowllm_kit.llm.finetune import FinetuneResult, finetune
 from flowllm_kit.llm.model import (
     build_model,
@@ -40,6 +46,7 @@ from flowllm_kit.llm.pairs import PairSet, align_atoms, build_pairs
 from flowllm_kit.llm.sample import SampleResult, generate_texts, read_samples, sample_crystals
 
 __all__ = [
+    "CRYSTAL_LISTS_FILE",
     "LLM_PRESETS",
     "SCRATCH_PRESETS",
     "FinetuneConfig",
@@ -51,6 +58,7 @@ __all__ = [
     "SampleResult",
     "SamplingConfig",
     "ScratchModelConfig",
+    "CrystalLists",
     "align_atoms",
     "build_model",
     "build_pairs",
@@ -61,7 +69,9 @@ __all__ = [
     "load_model",
     "merge_lora",
     "pretrained_model",
+    "read_crystal_lists",
     "read_samples",
     "sample_crystals",
     "scratch_model",
+    "write_crystal_lists",
 ]

@@ -1,0 +1,58 @@
+"""Start crystals of the two flows: the LLM's parsed samples (FlowLLM), uniform draws (FlowMM).
+
+Shared by notebook 06 and ``python -m flowllm_kit sample``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from flowllm_kit.crystal import Crystal, CrystalBatch
+from flowllm_kit.flow.base import UniformBase
+
+__all__ = ["uniform_starts", "llm_starts"]
+
+
+def llm_starts(samples_path: str | Path, *, n: int | None = None) -> list[Crystal]:
+    """The crystals the LLM's parser kept, in draw order, as FlowLLM's start crystals.
+
+    Args:
+        samples_path: An LLM samples file (``llm_samples.jsonl``, see
+            :func:`flowllm_kit.llm.read_samples`); rejected draws are skipped.
+        n: At most this many crystals (None: all).
+
+    Returns:
+        The crystals, with ids ``llm-<draw>`` (empty when the file has none or is missing).
+    """
+    from flowllm_kit.crystal.io import crystal_from_dict
+    from flowllm_kit.llm import read_samples
+
+    kept = [r for r in read_samples(samples_path) if r["reason"] is None][:n]
+    return [crystal_from_dict(r["crystal"], id=f"llm-{r['draw']}") for r in kept]
+
+
+def uniform_starts(targets: Sequence[Crystal], *, count: int, seed: int = 0) -> list[Crystal]:
+    """FlowMM's start crystals: atom types of training targets, geometry from the uniform base.
+
+    ``count`` targets are drawn with replacement; each start keeps its target's atom types and
+    counts and draws its lattice and positions from the :class:`UniformBase` fitted to all
+    ``targets``, the base FlowMM was trained with.
+
+    Args:
+        targets: Training targets, e.g. the ``c1`` crystals of the pair set.
+        count: Start crystals to draw.
+        seed: Seed of the target picks and of the base draws.
+
+    Returns:
+        The crystals, with ids ``flowmm-<k>``.
+    """
+    targets = list(targets)
+    picks = np.random.default_rng(seed).integers(len(targets), size=count)
+    templates = CrystalBatch.from_crystals([targets[i] for i in picks])
+    generator = torch.Generator().manual_seed(seed)
+    drawn = UniformBase.fit(targets).sample(templates, generator=generator).to_crystals()
+    return [c.replace(id=f"flowmm-{k}") for k, c in enumerate(drawn)]
