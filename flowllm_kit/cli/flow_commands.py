@@ -12,12 +12,13 @@ from flowllm_kit.cli.common import PRESETS, CommandError, require, setup
 
 __all__ = ["COMMANDS", "sample", "train_flow"]
 
-MODELS = ("flowllm", "flowmm")
+MODELS = ("flowllm", "flowmm", "flowllm_types")
+GROUPS = {"both": ("flowllm", "flowmm"), "all": MODELS}
 
 
 def _models(choice: str) -> tuple[str, ...]:
-    """The models named by ``--model`` (``both``: FlowLLM and FlowMM)."""
-    return MODELS if choice == "both" else (choice,)
+    """The models named by ``--model`` (``both``: FlowLLM, FlowMM; ``all``: FlowLLM-Types too)."""
+    return GROUPS.get(choice, (choice,))
 
 
 def _load_pairs(args: argparse.Namespace, run: Path) -> Any:
@@ -36,7 +37,7 @@ def _load_pairs(args: argparse.Namespace, run: Path) -> Any:
 def _train_flow_options(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``train-flow`` to its subparser."""
     parser.add_argument(
-        "--model", choices=(*MODELS, "both"), default="both", help="which model(s) (%(default)s)"
+        "--model", choices=(*MODELS, *GROUPS), default="all", help="which model(s) (%(default)s)"
     )
     parser.add_argument("--network", choices=PRESETS, help="network preset (default: --preset)")
     parser.add_argument("--max-steps", type=int, help="optimizer steps per model (the preset's)")
@@ -48,10 +49,17 @@ def _train_flow_options(parser: argparse.ArgumentParser) -> None:
 
 
 def train_flow(args: argparse.Namespace) -> None:
-    """Train FlowLLM and/or FlowMM on the pair set into flow/<model>/ (notebook 05)."""
+    """Train FlowLLM, FlowMM and/or FlowLLM-Types on the pair set into flow/<model>/ (nb 05)."""
     import torch
 
-    from flowllm_kit.flow import FlowTrainer, PairedBase, UniformBase, VelocityNetwork, train_preset
+    from flowllm_kit.flow import (
+        FlowTrainer,
+        PairedBase,
+        TypesOnlyBase,
+        UniformBase,
+        VelocityNetwork,
+        train_preset,
+    )
     from flowllm_kit.llm import PairSet
 
     run = setup(args)
@@ -66,7 +74,9 @@ def train_flow(args: argparse.Namespace) -> None:
         batch_size=args.batch_size or config.batch_size,
         seed=args.seed,
     )
-    runs = {  # model -> (base, training pairs, validation pairs); FlowMM ignores c0
+    # model -> (base, training pairs, validation pairs). FlowMM ignores c0; FlowLLM-Types takes
+    # only c0's atom types, which equal c1's atom by atom (the pairs are composition-matched).
+    runs = {
         "flowllm": (
             PairedBase(noise_std=args.noise_std),
             list(zip(pairs.c0, pairs.c1, strict=True)),
@@ -77,10 +87,15 @@ def train_flow(args: argparse.Namespace) -> None:
             [(None, c) for c in pairs.c1],
             [(None, c) for c in val_c1],
         ),
+        "flowllm_types": (
+            TypesOnlyBase.fit(pairs.c1),
+            list(zip(pairs.c0, pairs.c1, strict=True)),
+            list(zip(val_c0, val_c1, strict=True)),
+        ),
     }
     for name in _models(args.model):
         base, train, validation = runs[name]
-        torch.manual_seed(args.seed)  # the same initial weights for both models
+        torch.manual_seed(args.seed)  # the same initial weights for every model
         network, folder = (
             VelocityNetwork.from_preset(args.network or args.preset),
             run / "flow" / name,
@@ -98,7 +113,7 @@ def train_flow(args: argparse.Namespace) -> None:
 def _sample_options(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``sample`` to its subparser."""
     parser.add_argument(
-        "--model", choices=(*MODELS, "both"), default="both", help="which model(s) (%(default)s)"
+        "--model", choices=(*MODELS, *GROUPS), default="all", help="which model(s) (%(default)s)"
     )
     parser.add_argument("--n-samples", type=int, help="crystals per model (every LLM crystal)")
     parser.add_argument("--num-steps", type=int, default=250, help="ODE steps (%(default)s)")
@@ -118,13 +133,14 @@ def _sample_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _starts(args: argparse.Namespace, run: Path, models: tuple[str, ...]) -> dict[str, list]:
-    """Start crystals of each model: parsed LLM samples, FlowMM's uniform-base draws."""
-    from flowllm_kit.flow import llm_starts, uniform_starts
+    """Start crystals of each model: parsed LLM samples, FlowMM's uniform-base draws, and the
+    LLM's atom types with uniform-base geometry (FlowLLM-Types)."""
+    from flowllm_kit.flow import TypesOnlyBase, llm_starts, types_only_starts, uniform_starts
 
     llm_file = run / "llm_samples.jsonl"
     starts: dict[str, list] = {}
     count = args.n_samples
-    if "flowllm" in models or count is None:
+    if "flowllm" in models or "flowllm_types" in models or count is None:
         kept = llm_starts(require(llm_file, "LLM samples", "sample-llm", args), n=args.n_samples)
         if not kept:
             raise CommandError(f"no parsed crystal in {llm_file}: run `sample-llm` again")
@@ -132,6 +148,9 @@ def _starts(args: argparse.Namespace, run: Path, models: tuple[str, ...]) -> dic
         count = len(kept)
     if "flowmm" in models:
         starts["flowmm"] = uniform_starts(_load_pairs(args, run).c1, count=count, seed=args.seed)
+    if "flowllm_types" in models:
+        base = TypesOnlyBase.fit(_load_pairs(args, run).c1)  # the base it was trained with
+        starts["flowllm_types"] = types_only_starts(starts["flowllm"], base=base, seed=args.seed)
     return {name: starts[name] for name in models}
 
 
@@ -169,6 +188,6 @@ def sample(args: argparse.Namespace) -> None:
 
 
 COMMANDS = {
-    "train-flow": (train_flow, _train_flow_options, "train FlowLLM / FlowMM on the pairs (nb 05)"),
+    "train-flow": (train_flow, _train_flow_options, "train the flows on the pairs (nb 05)"),
     "sample": (sample, _sample_options, "sample crystals with the trained flow(s) (nb 06)"),
 }

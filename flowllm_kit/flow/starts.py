@@ -1,4 +1,5 @@
-"""Start crystals of the two flows: the LLM's parsed samples (FlowLLM), uniform draws (FlowMM).
+"""Start crystals of the flows: the LLM's parsed samples (FlowLLM), uniform draws (FlowMM), the
+LLM's atom types with uniform geometry (FlowLLM-Types).
 
 Shared by notebook 06 and ``python -m flowllm_kit sample``.
 """
@@ -12,9 +13,9 @@ import numpy as np
 import torch
 
 from flowllm_kit.crystal import Crystal, CrystalBatch
-from flowllm_kit.flow.base import UniformBase
+from flowllm_kit.flow.base import TypesOnlyBase, UniformBase
 
-__all__ = ["uniform_starts", "llm_starts"]
+__all__ = ["uniform_starts", "llm_starts", "types_only_starts"]
 
 
 def llm_starts(samples_path: str | Path, *, n: int | None = None) -> list[Crystal]:
@@ -56,3 +57,26 @@ def uniform_starts(targets: Sequence[Crystal], *, count: int, seed: int = 0) -> 
     generator = torch.Generator().manual_seed(seed)
     drawn = UniformBase.fit(targets).sample(templates, generator=generator).to_crystals()
     return [c.replace(id=f"flowmm-{k}") for k, c in enumerate(drawn)]
+
+
+def types_only_starts(
+    llm_crystals: Sequence[Crystal], *, base: TypesOnlyBase, seed: int = 0
+) -> list[Crystal]:
+    """FlowLLM-Types' start crystals: each LLM crystal's atom types and counts, uniform geometry.
+
+    Args:
+        llm_crystals: The LLM's parsed crystals (see :func:`llm_starts`).
+        base: The base FlowLLM-Types was trained with (:class:`TypesOnlyBase` fitted to the
+            training targets); it draws the lattice and the positions.
+        seed: Seed of the base draws.
+
+    Returns:
+        The crystals, one per LLM crystal in order, with ids ``types-<id of the LLM crystal>``.
+    """
+    llm_crystals = list(llm_crystals)
+    if not llm_crystals:
+        return []
+    batch = CrystalBatch.from_crystals(llm_crystals)
+    generator = torch.Generator().manual_seed(seed)
+    drawn = base.sample(batch, x_0=batch, generator=generator).to_crystals()
+    return [c.replace(id=f"types-{llm.id}") for llm, c in zip(llm_crystals, drawn, strict=True)]

@@ -87,7 +87,7 @@ def test_missing_input_names_the_path_and_the_command(
 
 
 def test_evaluate_with_nothing_to_evaluate_says_what_to_run(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], data_root: Path
 ) -> None:
     assert run("evaluate", "--preset", "smoke", "--run-dir", str(tmp_path), "--no-controls") == 2
     err = capsys.readouterr().err
@@ -128,7 +128,7 @@ def test_smoke_chain_end_to_end(data_root: Path, tmp_path: Path) -> None:
     assert len(pairs.c0) == 2
 
     assert run("train-flow", *common, "--max-steps", "3", "--batch-size", "2") == 0
-    for model in ("flowllm", "flowmm"):
+    for model in ("flowllm", "flowmm", "flowllm_types"):
         state = json.loads((tmp_path / "flow" / model / "checkpoint" / "state.json").read_text())
         assert state["step"] == 3
     assert run("sample", *common, "--num-steps", "2", "--anti-annealing-scale", "5") == 0
@@ -140,6 +140,8 @@ def test_smoke_chain_end_to_end(data_root: Path, tmp_path: Path) -> None:
     refined = read_crystals(tmp_path / "samples" / "flowllm.jsonl")
     assert [c.id for c in refined] == kept and len(kept) >= 2
     assert len(read_crystals(tmp_path / "samples" / "flowmm.jsonl")) == len(refined)
+    types = read_crystals(tmp_path / "samples" / "flowllm_types.jsonl")
+    assert [c.id for c in types] == [f"types-{i}" for i in kept]
     sampler = json.loads((tmp_path / "samples" / "sampler.json").read_text())
     assert sampler["num_steps"] == 2 and sampler["anti_annealing_scale"] == 5
 

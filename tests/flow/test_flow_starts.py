@@ -7,7 +7,7 @@ import json
 import numpy as np
 
 from flowllm_kit.crystal.io import crystal_to_dict
-from flowllm_kit.flow import llm_starts, uniform_starts
+from flowllm_kit.flow import TypesOnlyBase, llm_starts, types_only_starts, uniform_starts
 
 
 def test_llm_starts_are_the_kept_draws_in_order(make_crystals, tmp_path):
@@ -37,3 +37,20 @@ def test_uniform_starts_take_atoms_from_targets(make_crystals):
     assert all(
         np.allclose(a.frac_coords, b.frac_coords) for a, b in zip(starts, again, strict=True)
     )
+
+
+def test_types_only_starts_keep_atoms_and_draw_geometry(make_crystals):
+    llm = make_crystals(5, seed=2)
+    base = TypesOnlyBase.fit(make_crystals(6, seed=4), angle_low=70.0, angle_high=80.0)
+    starts = types_only_starts(llm, base=base, seed=3)
+    assert [c.id for c in starts] == [f"types-{c.id}" for c in llm]
+    assert all(
+        np.array_equal(a.atomic_numbers, b.atomic_numbers) for a, b in zip(llm, starts, strict=True)
+    )
+    assert all(((c.angles >= 70) & (c.angles <= 80)).all() for c in starts), "angles from base"
+    pairs = zip(llm, starts, strict=True)
+    moved = [not np.allclose(a.frac_coords, b.frac_coords) for a, b in pairs]
+    assert all(moved), "positions drawn, not the LLM's"
+    again = types_only_starts(llm, base=base, seed=3)
+    assert all(np.allclose(a.lengths, b.lengths) for a, b in zip(starts, again, strict=True))
+    assert types_only_starts([], base=base) == []
