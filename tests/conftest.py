@@ -78,4 +78,6 @@ def data_root() -> Path:
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
+    # Code under test (the loaders, the command line) finds the data the way users' code does.
+    os.environ.setdefault("FLOWLLM_KIT_DATA", str(root))
     return root
