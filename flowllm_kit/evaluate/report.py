@@ -137,6 +137,15 @@ def _stability(
     return results, e_hull, stable, meta
 
 
+def _validity(structures: Sequence[Structure]) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """Structural validity, composition status and compositional validity of each structure
+    (the filter both generated and baseline crystals pass before relaxation)."""
+    struct_ok = np.array(structural_validity(structures), dtype=bool)
+    comp_status = composition_status(structures)
+    comp_ok = np.array([status == "valid" for status in comp_status], dtype=bool)
+    return struct_ok, comp_status, comp_ok
+
+
 def report(
     generated: Sequence[StructureLike],
     *,
@@ -175,9 +184,7 @@ def report(
     structures = to_structures(generated)
     n = len(structures)
     m = settings.min_count
-    struct_ok = np.array(structural_validity(structures), dtype=bool)
-    comp_status = composition_status(structures)
-    comp_ok = np.array([s == "valid" for s in comp_status], dtype=bool)
+    struct_ok, comp_status, comp_ok = _validity(structures)
     valid = struct_ok & comp_ok
     valid_structures = [s for s, ok in zip(structures, valid, strict=True) if ok]
     table = pd.DataFrame(
@@ -246,9 +253,8 @@ def report(
             # The same pipeline as the generated crystals: only valid ones are relaxed, and
             # invalid ones count as not stable.
             base = to_structures(baseline)
-            base_valid = np.array(structural_validity(base), dtype=bool) & np.array(
-                [status == "valid" for status in composition_status(base)], dtype=bool
-            )
+            base_struct_ok, _, base_comp_ok = _validity(base)
+            base_valid = base_struct_ok & base_comp_ok
             counts["baseline"] = len(base)
             kept = [s for s, ok in zip(base, base_valid, strict=True) if ok]
             *_, kept_stable, kept_meta = _stability(kept, settings, hull, cache, progress)
