@@ -8,6 +8,7 @@ Usage::
     python -m flowllm_kit train-flow --preset smoke --run-dir runs/smoke --max-steps 200
     python -m flowllm_kit sample     --preset smoke --run-dir runs/smoke --num-steps 50
     python -m flowllm_kit evaluate   --preset smoke --run-dir runs/smoke
+    python -m flowllm_kit view       runs/smoke --port 8050
 
 Every command calls the same package functions as notebooks 03-07, with the same presets, and
 reads and writes the same run folder (``runs/<preset>`` unless ``--run-dir`` is given).
@@ -19,12 +20,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from flowllm_kit.cli import evaluate_command, flow_commands, llm_commands
+from flowllm_kit.cli import evaluate_command, flow_commands, llm_commands, view_command
 from flowllm_kit.cli.common import CommandError, add_common_options
 
 __all__ = ["CommandError", "build_parser", "main"]
 
-_MODULES = (llm_commands, flow_commands, evaluate_command)
+_MODULES = (llm_commands, flow_commands, evaluate_command, view_command)
 
 
 def build_parser() -> argparse.ArgumentParser:
