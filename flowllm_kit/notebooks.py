@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["find_notebooks", "run_notebook", "run_series"]
+__all__ = ["find_notebooks", "run_notebook", "run_series", "stage_times", "summary"]
 
 _NUMBERED = re.compile(r"^(\d\d)_.+\.ipynb$")
 
@@ -139,6 +139,32 @@ def run_series(
     return timings
 
 
+def stage_times(run_dir: str | Path) -> dict[str, float]:
+    """Wall time in seconds of every finished stage of a run folder, from its stage markers
+    (including stages finished by earlier invocations), in series order."""
+    markers = sorted((Path(run_dir) / "stages").glob("*.json"))
+    return {marker.stem: float(json.loads(marker.read_text())["seconds"]) for marker in markers}
+
+
+def summary(run_dir: str | Path) -> str:
+    """What a finished series leaves to read: each stage's wall time and their total, then the
+    run's metrics table (``evaluation/metrics.csv``, written by notebook 07) when it exists."""
+    run_dir = Path(run_dir)
+    times = stage_times(run_dir)
+    lines = [f"Stages of {run_dir} (wall time):"]
+    lines += [f"  {stage:36s} {seconds / 60:6.1f} min" for stage, seconds in times.items()]
+    lines.append(f"  {'total':36s} {sum(times.values()) / 60:6.1f} min")
+    metrics = run_dir / "evaluation" / "metrics.csv"
+    if metrics.exists():
+        import pandas as pd
+
+        table = pd.read_csv(metrics, index_col=0).T.round(3)  # one column per system
+        shown = table.astype(object).where(table.notna(), "n/c")
+        with pd.option_context("display.width", 250, "display.max_columns", None):
+            lines += ["", f"Metrics ({metrics}; n/c: not computable):", shown.to_string()]
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m flowllm_kit.notebooks", description=__doc__.split("\n\n")[0]
@@ -172,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parameters[name] = json.loads(value)
         except json.JSONDecodeError:
             parameters[name] = value
-    timings = run_series(
+    run_series(
         preset=args.preset,
         run_dir=args.run_dir or f"runs/{args.preset}",
         notebooks_dir=args.notebooks_dir,
@@ -180,8 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         redo=args.redo,
         parameters=parameters,
     )
-    for stage, seconds in timings.items():
-        print(f"{stage:40s} {seconds:8.1f} s")
+    print(summary(args.run_dir or f"runs/{args.preset}"))
     return 0
 
 

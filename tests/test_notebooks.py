@@ -9,7 +9,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from flowllm_kit.notebooks import find_notebooks, run_series
+from flowllm_kit.notebooks import find_notebooks, run_series, stage_times, summary
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = find_notebooks(NOTEBOOKS_DIR)
@@ -74,3 +74,23 @@ def test_runner_skips_finished_stages_and_redoes_on_request(tmp_path: Path, caps
 def test_runner_names_the_folder_when_no_notebooks(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=str(tmp_path)):
         find_notebooks(tmp_path)
+
+
+def test_summary_lists_every_finished_stage_and_the_metrics(tmp_path: Path) -> None:
+    stages = tmp_path / "stages"
+    stages.mkdir()
+    for name, seconds in [("02_b", 90.0), ("01_a", 30.0)]:
+        (stages / f"{name}.json").write_text(json.dumps({"preset": "demo", "seconds": seconds}))
+    assert stage_times(tmp_path) == {"01_a": 30.0, "02_b": 90.0}
+    text = summary(tmp_path)
+    assert "01_a" in text and "0.5 min" in text and "1.5 min" in text
+    assert text.splitlines()[3].split() == ["total", "2.0", "min"]
+    assert "Metrics" not in text
+    (tmp_path / "evaluation").mkdir()
+    (tmp_path / "evaluation" / "metrics.csv").write_text(
+        "system,structural validity %,stable %\nflowllm,99.5,\nflowmm,97.25,4.0\n"
+    )
+    table = summary(tmp_path).split("Metrics")[1].splitlines()
+    assert table[1].split() == ["system", "flowllm", "flowmm"]
+    assert table[2].split() == ["structural", "validity", "%", "99.5", "97.25"]
+    assert table[3].split() == ["stable", "%", "n/c", "4.0"]
