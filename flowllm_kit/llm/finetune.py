@@ -209,6 +209,7 @@ def finetune(
         warmup_steps=options.warmup_steps,
         weight_decay=options.weight_decay,
         logging_steps=options.logging_steps,
+        train_sampling_strategy="group_by_length" if options.group_by_length else "random",
         eval_strategy=("no" if eval is None else "epoch" if per_epoch else "steps"),
         eval_steps=options.eval_steps,
         save_strategy="epoch" if options.save_steps is None else "steps",

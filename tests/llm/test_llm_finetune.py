@@ -135,3 +135,28 @@ def test_lora_run_saves_adapters_and_reloads_quantized(
     model.eval()
     with torch.no_grad():
         torch.testing.assert_close(loaded(**ids).logits, model(**ids).logits)
+
+
+def test_group_by_length_batches_texts_of_similar_length(tokenizer, tmp_path: Path) -> None:
+    short = [f"3.{i % 10} 3.{i % 10} 3.{i % 10}\n90 90 90\nNa\n0.00 0.00 0.00\n" for i in range(32)]
+    long = [s + "Cl\n0.50 0.50 0.50\n" * 6 for s in short]
+    texts = [t for pair in zip(short, long, strict=True) for t in pair]  # alternating
+    mixed: dict[bool, int] = {}
+    for grouped in (True, False):
+        config = _config(group_by_length=grouped, max_steps=16, batch_size=4, eval_steps=None)
+        model, tokenizer = build_model(config, tokenizer=tokenizer)
+        widths: list[set[int]] = []
+
+        def record(module, args, kwargs, widths=widths):  # noqa: ANN001, ANN202
+            if module.training:
+                widths.append(set(kwargs["attention_mask"].sum(dim=1).tolist()))
+
+        model.register_forward_pre_hook(record, with_kwargs=True)
+        finetune(
+            model, tokenizer, texts, run_dir=tmp_path / str(grouped), config=config,
+            progress_bar=False,
+        )  # fmt: skip
+        assert len(widths) == 16  # one epoch
+        mixed[grouped] = sum(len(w) > 1 for w in widths)
+    # The sampler sorts megabatches of 16 texts: at most one mixed batch in each of the four.
+    assert mixed[True] <= 4 < 8 <= mixed[False]
