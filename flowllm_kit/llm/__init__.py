@@ -27,13 +27,14 @@ from flowllm_kit.llm.config import (
     ScratchModelConfig,
     llm_preset,
 )
+from flowllm_kit.llm.constrain import CompositionConstraint
 from flowllm_kit.llm.crystal_lists import (
     CRYSTAL_LISTS_FILE,
     CrystalLists,
     read_crystal_lists,
     write_crystal_lists,
 )
-from flowllm_kit.llm.finetune import FinetuneResult, finetune
+from flowllm_kit.llm.finetune import FinetuneResult, TextDataset, finetune, render_training_text
 from flowllm_kit.llm.model import (
     build_model,
     count_parameters,
@@ -47,6 +48,7 @@ from flowllm_kit.llm.sample import SampleResult, generate_texts, read_samples, s
 
 __all__ = [
     "CRYSTAL_LISTS_FILE",
+    "CompositionConstraint",
     "LLM_PRESETS",
     "SCRATCH_PRESETS",
     "FinetuneConfig",
@@ -58,6 +60,7 @@ __all__ = [
     "SampleResult",
     "SamplingConfig",
     "ScratchModelConfig",
+    "TextDataset",
     "CrystalLists",
     "align_atoms",
     "build_model",
@@ -71,6 +74,7 @@ __all__ = [
     "pretrained_model",
     "read_crystal_lists",
     "read_samples",
+    "render_training_text",
     "sample_crystals",
     "scratch_model",
     "write_crystal_lists",

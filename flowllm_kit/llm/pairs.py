@@ -185,7 +185,10 @@ def build_pairs(
     replacement, reproducible on resume), is prompted with its formula, and is kept if the
     sample's composition equals the target's; otherwise it is rejected as
     ``composition_mismatch`` (or a parse reason). Drawing stops at ``config.num_pairs`` pairs
-    or ``config.max_draws`` draws.
+    or ``config.max_draws`` draws. With ``config.constrain_composition`` the element lines are
+    held to the target's composition while decoding (:mod:`flowllm_kit.llm.constrain`), so
+    only parse errors reject a draw; the acceptance rate then no longer measures how well the
+    model follows its prompt.
 
     Args:
         model: The fine-tuned LLM.
@@ -235,6 +238,11 @@ def build_pairs(
         config=sampling,
         path=run_dir / "pair_samples.jsonl",
         accept=accept,
+        compositions=(
+            (lambda draw: Counter(train[target_of(draw)].elements))
+            if config.constrain_composition
+            else None
+        ),
         max_draws=config.max_draws if config.max_draws is not None else 20 * config.num_pairs,
         seed=seed,
         progress_bar=progress_bar,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,6 +51,7 @@ def generate_texts(
     prompts: Sequence[str],
     *,
     config: SamplingConfig = SamplingConfig(),  # noqa: B008 (frozen dataclass)
+    compositions: Sequence[Mapping[str, int]] | None = None,
 ) -> tuple[list[str | None], int]:
     """Complete a batch of prompts in one ``generate`` call.
 
@@ -59,6 +60,8 @@ def generate_texts(
         tokenizer: Its tokenizer.
         prompts: ``B`` prompts (left-padded to a common length).
         config: Temperature, top-p, token limit and cache type.
+        compositions: ``B`` ``{element: count}`` to hold the element lines to
+            (:class:`~flowllm_kit.llm.constrain.CompositionConstraint`); ``None``: free.
 
     Returns:
         ``(texts, num_tokens)``: the ``B`` completions without prompt and special tokens
@@ -68,11 +71,31 @@ def generate_texts(
     model.eval()
     batch = tokenizer(list(prompts), return_tensors="pt", padding=True, padding_side="left")
     batch = {name: tensor.to(model.device) for name, tensor in batch.items()}
+    sampling: dict[str, Any] = {"temperature": config.temperature, "top_p": config.top_p}
+    if compositions is not None:
+        from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
+
+        from flowllm_kit.llm.constrain import CompositionConstraint
+
+        if len(compositions) != len(prompts):
+            raise ValueError(f"{len(compositions)} compositions for {len(prompts)} prompts")
+        # The mask goes first: after nucleus filtering it could leave a row with no token.
+        constraint = CompositionConstraint(tokenizer, compositions, batch["input_ids"].shape[1])
+        sampling = {
+            "temperature": 1.0,
+            "top_p": 1.0,
+            "logits_processor": LogitsProcessorList(
+                [
+                    constraint,
+                    TemperatureLogitsWarper(config.temperature),
+                    TopPLogitsWarper(config.top_p),
+                ]
+            ),
+        }
     output = model.generate(
         **batch,
         do_sample=True,
-        temperature=config.temperature,
-        top_p=config.top_p,
+        **sampling,
         top_k=0,  # nucleus sampling only (transformers' default would also cut at 50)
         max_new_tokens=config.max_new_tokens,
         cache_implementation=config.cache,
@@ -171,6 +194,7 @@ def sample_crystals(
     max_draws: int | None = None,
     seed: int | None = 0,
     decode: Callable[[str], Crystal] | None = None,
+    compositions: Callable[[int], Mapping[str, int]] | None = None,
     progress_bar: bool = True,
 ) -> SampleResult:
     """Draw samples until ``num_crystals`` of them are valid crystals.
@@ -191,6 +215,9 @@ def sample_crystals(
             resumed after an interruption between batches draws what an uninterrupted one
             would have; ``None``: torch's current state.
         decode: Text -> crystal (default :func:`flowllm_kit.text.decode`).
+        compositions: Draw index -> ``{element: count}`` its element lines are held to
+            (composition-constrained decoding, :mod:`flowllm_kit.llm.constrain`); ``None``: the
+            model writes elements freely.
         progress_bar: Show a tqdm bar of kept crystals.
 
     Returns:
@@ -233,7 +260,13 @@ def sample_crystals(
                 torch.manual_seed(seed * 1_000_003 + first)
             tick = time.perf_counter()
             texts, num_tokens = generate_texts(
-                model, tokenizer, [prompt_of(first + i) for i in range(size)], config=config
+                model,
+                tokenizer,
+                [prompt_of(first + i) for i in range(size)],
+                config=config,
+                compositions=None
+                if compositions is None
+                else [compositions(first + i) for i in range(size)],
             )
             result.generate_seconds += time.perf_counter() - tick
             result.num_tokens += num_tokens
