@@ -32,6 +32,11 @@ def _options(parser: argparse.ArgumentParser) -> None:
         default="mp_20",
         help="dataset whose val + test build the hull; 'none': no relaxation nor stability",
     )
+    parser.add_argument(
+        "--hull-file",
+        help="a Matbench Discovery PatchedPhaseDiagram pickle (.pkl.gz), the paper's hull, used "
+        "instead of --hull-dataset; a pickle runs code when loaded: trusted files only",
+    )
     parser.add_argument("--processes", type=int, help="worker processes (1 smoke, else 1/core)")
 
 
@@ -104,7 +109,16 @@ def evaluate(args: argparse.Namespace) -> None:
             f"nothing to evaluate: no crystals in {run / 'samples'} or {run / 'llm_samples.jsonl'}"
             " and --no-controls; run `python -m flowllm_kit sample` first"
         )
-    hull = None if args.hull_dataset.lower() == "none" else _hull(args.hull_dataset)
+    if args.hull_file:
+        from flowllm_kit.evaluate import HullReference
+
+        if not Path(args.hull_file).is_file():
+            raise CommandError(f"--hull-file {args.hull_file}: no such file")
+        hull = HullReference.from_patched_phase_diagram(args.hull_file)
+    elif args.hull_dataset.lower() == "none":
+        hull = None
+    else:
+        hull = _hull(args.hull_dataset)
 
     evaluation = run / "evaluation"
     evaluation.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,14 @@ COMMAND_OPTIONS = {
         "--anti-annealing-start",
         "--n-samples",
     ],
-    "evaluate": ["--systems", "--n-evaluate", "--relax-steps", "--hull-dataset", "--no-controls"],
+    "evaluate": [
+        "--systems",
+        "--n-evaluate",
+        "--relax-steps",
+        "--hull-dataset",
+        "--hull-file",
+        "--no-controls",
+    ],
     "view": ["RUN_DIR", "--host", "--port", "--system", "--debug"],
 }
 COMMON_OPTIONS = ["--preset", "--run-dir", "--seed", "--threads"]
@@ -94,6 +101,15 @@ def test_evaluate_with_nothing_to_evaluate_says_what_to_run(
     assert str(tmp_path / "samples") in err and "python -m flowllm_kit sample" in err
     assert run("evaluate", "--preset", "smoke", "--run-dir", str(tmp_path), "--systems", "x") == 2
     assert "no crystals for x" in capsys.readouterr().err
+
+
+def test_evaluate_names_a_missing_hull_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], data_root: Path
+) -> None:
+    missing = tmp_path / "2023-02-07-ppd-mp.pkl.gz"
+    common = ["--preset", "smoke", "--run-dir", str(tmp_path), "--hull-file", str(missing)]
+    assert run("evaluate", *common) == 2
+    assert f"--hull-file {missing}: no such file" in capsys.readouterr().err
 
 
 def test_empty_pair_set_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
