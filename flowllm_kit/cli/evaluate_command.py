@@ -22,9 +22,15 @@ def _options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-n", "--n-evaluate", dest="n", type=int, help="crystals per system (the preset's)"
     )
-    parser.add_argument("--relax-steps", type=int, help="CHGNet FIRE steps (100 / 1500)")
-    parser.add_argument("--n-reference", type=int, help="reference crystals (40 / 1000 / all)")
-    parser.add_argument("--min-count", type=int, help="smallest denominator of a rate (5 / 10)")
+    parser.add_argument(
+        "--relax-steps", type=int, help="most CHGNet FIRE steps (smoke 100, demo 250, paper 1500)"
+    )
+    parser.add_argument(
+        "--n-reference", type=int, help="reference crystals (smoke 40, demo 256, paper all)"
+    )
+    parser.add_argument(
+        "--min-count", type=int, help="smallest denominator of a rate (smoke 5, else 10)"
+    )
     parser.add_argument("--no-controls", action="store_true", help="skip real/perturbed controls")
     parser.add_argument("--perturbation", type=float, default=0.1, help="Å (%(default)s)")
     parser.add_argument(
