@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import platform
 import time
 from pathlib import Path
@@ -116,9 +117,16 @@ def main() -> None:
         )
     if args.model is not None:
         trained, trained_tokenizer = llm.load_model(args.model)
-        result = llm.sample_crystals(
-            trained, trained_tokenizer, num_crystals=64, progress_bar=False
+        run_config = args.model.parent / "llm_config.json"  # <run>/llm/: its sampling settings
+        sampling = (
+            llm.LLMConfig.from_dict(json.loads(run_config.read_text())).sampling
+            if run_config.is_file()
+            else llm.SamplingConfig()
         )
+        result = llm.sample_crystals(
+            trained, trained_tokenizer, num_crystals=64, config=sampling, progress_bar=False
+        )
+        print(f"\nsampling settings: {sampling}")
         print(f"\ntrained model {args.model}: {result.tokens_per_second:,.0f} tokens/s, "
               f"{result.crystals_per_second:.2f} crystals/s, acceptance "
               f"{result.acceptance_rate:.1%}, rejections {dict(result.rejections)}")  # fmt: skip
