@@ -21,9 +21,12 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
+import threading
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -98,16 +101,45 @@ def _featurizers() -> tuple:
     return _FEATURIZERS
 
 
-def _fingerprint_one(structure) -> tuple[np.ndarray, np.ndarray]:
+FINGERPRINT_TIME_LIMIT = 60.0
+"""Seconds one structure's CrystalNN fingerprint may take. A few generated crystals (atoms
+nearly on top of each other, cells packed far denser than any real one) keep CrystalNN's
+Voronoi search busy for many minutes; past the limit such a crystal gets no fingerprint, as
+for a structure CrystalNN cannot handle at all (CDVAE), and it does not hold up the run."""
+
+
+class _TimeLimit(Exception):
+    pass
+
+
+def _on_alarm(signum, frame) -> None:  # noqa: ANN001
+    raise _TimeLimit
+
+
+def _fingerprint_one(structure, time_limit: float | None = FINGERPRINT_TIME_LIMIT):  # noqa: ANN001, ANN201
+    """``(mean site fingerprint, composition features)`` of one structure; the first is NaN
+    when CrystalNN fails or runs past ``time_limit`` seconds (SIGALRM: main thread, POSIX)."""
     site_featurizer, composition_featurizer = _featurizers()
+    use_alarm = (
+        time_limit is not None
+        and hasattr(signal, "setitimer")
+        and threading.current_thread() is threading.main_thread()
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "no oxidation states", missing Magpie values
         composition = np.array(composition_featurizer.featurize(structure.composition), float)
+        previous = signal.signal(signal.SIGALRM, _on_alarm) if use_alarm else None
         try:
+            if use_alarm:
+                signal.setitimer(signal.ITIMER_REAL, time_limit)
             sites = [site_featurizer.featurize(structure, i) for i in range(len(structure))]
             mean = np.mean(np.array(sites, dtype=float), axis=0)
         except Exception:  # CDVAE: a structure CrystalNN cannot handle has no fingerprint
             mean = np.full(STRUCTURE_SIZE, np.nan)
+        finally:
+            if use_alarm:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, previous)
     return mean, composition
 
 
@@ -116,6 +148,7 @@ def fingerprints(
     *,
     processes: int | None = None,
     start_method: Literal["fork", "spawn", "forkserver"] | None = None,
+    time_limit: float | None = FINGERPRINT_TIME_LIMIT,
 ) -> Fingerprints:
     """Structure and composition fingerprints of every structure.
 
@@ -124,19 +157,22 @@ def fingerprints(
         processes: Worker processes (default: every CPU core; 1 computes in this process).
             Fewer than 8 structures are always computed in this process.
         start_method: Multiprocessing start method (default: the platform's).
+        time_limit: Seconds a structure's CrystalNN fingerprint may take before it is given
+            up as failed (:data:`FINGERPRINT_TIME_LIMIT`); ``None``: no limit.
 
     Returns:
         :class:`Fingerprints` with one row per structure, in order.
     """
     prepared = to_structures(structures)
     processes = processes or os.cpu_count() or 1
+    one = partial(_fingerprint_one, time_limit=time_limit)
     if processes == 1 or len(prepared) < 8:
-        rows = [_fingerprint_one(s) for s in prepared]
+        rows = [one(s) for s in prepared]
     else:
         context = multiprocessing.get_context(start_method)
-        chunk = max(1, len(prepared) // (processes * 4))
         with context.Pool(processes) as pool:
-            rows = pool.map(_fingerprint_one, prepared, chunksize=chunk)
+            # One structure per task: a slow structure delays only itself, not a whole chunk.
+            rows = list(pool.imap(one, prepared, chunksize=1))
     if not rows:
         return Fingerprints(np.empty((0, STRUCTURE_SIZE)), np.empty((0, COMPOSITION_SIZE)))
     return Fingerprints(

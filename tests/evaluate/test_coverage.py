@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import importlib
 import itertools
+import time
 
 import numpy as np
 import pytest
@@ -90,3 +92,24 @@ def test_worker_processes_agree_and_self_coverage_is_full(mp20_subset_test, tmp_
     assert (result.recall, result.precision) == (1.0, 1.0)
     loaded = Fingerprints.load(serial.save(tmp_path / "fp.npz"))
     np.testing.assert_array_equal(loaded.structure, serial.structure)
+
+
+class _SlowOnPotassium:
+    """A site featurizer that stalls on potassium compounds (like CrystalNN on some generated
+    crystals) and is instant otherwise."""
+
+    def featurize(self, structure, index):  # noqa: ANN001, ANN201
+        if "K" in structure.composition:
+            time.sleep(30)
+        return np.zeros(61)
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_a_structure_past_the_time_limit_gets_no_fingerprint(rock_salt, monkeypatch, processes):
+    module = importlib.import_module("flowllm_kit.evaluate.coverage")  # not the function
+    module._featurizers()  # load the real composition featurizer first
+    monkeypatch.setattr(module, "_FEATURIZERS", (_SlowOnPotassium(), module._FEATURIZERS[1]))
+    structures = [rock_salt(cation="K")] + [rock_salt()] * 7  # 8: the pool path when 2
+    prints = fingerprints(structures, processes=processes, start_method="fork", time_limit=0.5)
+    assert prints.ok.tolist() == [False] + [True] * 7  # given up after 0.5 s, not 8 x 30 s
+    assert np.isfinite(prints.composition).all()  # its composition features still count
