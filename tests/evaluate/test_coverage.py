@@ -113,3 +113,16 @@ def test_a_structure_past_the_time_limit_gets_no_fingerprint(rock_salt, monkeypa
     prints = fingerprints(structures, processes=processes, start_method="fork", time_limit=0.5)
     assert prints.ok.tolist() == [False] + [True] * 7  # given up after 0.5 s, not 8 x 30 s
     assert np.isfinite(prints.composition).all()  # its composition features still count
+
+
+def test_structurally_invalid_crystals_get_no_site_fingerprint(rock_salt):
+    squeezed = Crystal(
+        atomic_numbers=[11, 17],
+        frac_coords=[[0.0, 0.0, 0.0], [0.05, 0.0, 0.0]],  # 0.28 Å apart
+        lengths=[5.64, 5.64, 5.64],
+        angles=[90, 90, 90],
+    )
+    prints = fingerprints([rock_salt(), squeezed], processes=1)
+    assert prints.ok.tolist() == [True, False]
+    assert np.isfinite(prints.composition).all()
+    assert fingerprints([squeezed], processes=1, skip_invalid=False).ok.tolist() == [True]
