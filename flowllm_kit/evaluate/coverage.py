@@ -125,9 +125,6 @@ def _fingerprint_one(  # noqa: ANN201
     when ``sites`` is False, when CrystalNN fails, or when it runs past ``time_limit`` seconds
     (SIGALRM: main thread, POSIX; a limit only takes effect between Python calls)."""
     site_featurizer, composition_featurizer = _featurizers()
-    if not sites:
-        composition = np.array(composition_featurizer.featurize(structure.composition), float)
-        return np.full(STRUCTURE_SIZE, np.nan), composition
     use_alarm = (
         time_limit is not None
         and hasattr(signal, "setitimer")
@@ -136,6 +133,8 @@ def _fingerprint_one(  # noqa: ANN201
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "no oxidation states", missing Magpie values
         composition = np.array(composition_featurizer.featurize(structure.composition), float)
+        if not sites:
+            return np.full(STRUCTURE_SIZE, np.nan), composition
         previous = signal.signal(signal.SIGALRM, _on_alarm) if use_alarm else None
         try:
             if use_alarm:

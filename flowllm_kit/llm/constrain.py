@@ -16,7 +16,6 @@ It needs a tokenizer with one token per element symbol, as the kit's own tokeniz
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -91,7 +90,7 @@ class CompositionConstraint:
         self.eos_token_id = tokenizer.eos_token_id
         self.element_ids = torch.tensor([ids[s] for s in symbols])  # (E,)
         self.targets = torch.tensor(
-            [[int(Counter(c)[s]) for s in symbols] for c in compositions]
+            [[int(c.get(s, 0)) for s in symbols] for c in compositions]
         )  # (B, E)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.Tensor:
@@ -102,19 +101,16 @@ class CompositionConstraint:
         remaining = self.targets.to(device) - written  # (B, E)
         done = (remaining <= 0).all(dim=1)  # (B,)
         line = (generated == self.newline_id).sum(dim=1)  # (B,) index of the current line
-        after_newline = (
-            generated[:, -1] == self.newline_id if generated.shape[1] else torch.zeros_like(done)
-        )
-        after_element = (
-            (generated[:, -1:] == element_ids).any(dim=1)
-            if generated.shape[1]
-            else torch.zeros_like(done)
-        )
+        if generated.shape[1]:
+            last = generated[:, -1]  # (B,)
+            after_newline = last == self.newline_id
+            after_element = (last[:, None] == element_ids).any(dim=1)
+        else:
+            after_newline = after_element = torch.zeros_like(done)
         element_start = after_newline & (line >= 2) & (line % 2 == 0)  # (B,)
         coordinates = (line >= 3) & (line % 2 == 1)  # (B,)
 
-        scores = scores.clone()
-        element_scores = scores[:, element_ids]  # (B, E)
+        element_scores = scores[:, element_ids]  # (B, E); ``scores`` itself is never written
         allowed_elements = element_start[:, None] & (remaining > 0)
         # At an element line's start: only the elements with atoms left (or, if none is left,
         # the end of sequence). Elsewhere: no element token.
@@ -129,7 +125,6 @@ class CompositionConstraint:
             done & coordinates, -torch.inf
         )
         # An element line holds the element only.
-        newline_scores = scores[:, self.newline_id].clone()
         opening[after_element] = -torch.inf
-        opening[after_element, self.newline_id] = newline_scores[after_element]
+        opening[after_element, self.newline_id] = scores[after_element, self.newline_id]
         return opening

@@ -239,7 +239,7 @@ def build_pairs(
         path=run_dir / "pair_samples.jsonl",
         accept=accept,
         compositions=(
-            (lambda draw: Counter(train[target_of(draw)].elements))
+            (lambda draw: train[target_of(draw)].composition)
             if config.constrain_composition
             else None
         ),
