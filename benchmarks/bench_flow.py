@@ -299,7 +299,7 @@ def main() -> None:
         f"- {torch.get_num_threads()} torch thread(s): the 2 cores were shared with other jobs "
         "(load average above); with 2 threads spin-waiting on each other small ops were "
         "several times slower. The ~50 crystal·steps/s anchor was measured on 2 idle cores.",
-        "- GPU: not measured (no device was available for this run).",
+        "- GPU: benchmarks/bench_gpu.py measures it (results in benchmarks/results/gpu.md).",
     ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
