@@ -133,8 +133,8 @@ def main() -> None:
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
         "",
         f"- Machine: {cpu_model()}, {workers} cores available (`nproc`: {os.cpu_count()}), "
-        f"torch {torch.__version__}, CPU only. The cores were shared with other jobs: the "
-        "1-minute load average before each run is in the table, so timings are noisy.",
+        f"torch {torch.__version__}, CPU only. The 1-minute load average before each run is in "
+        "the table: other jobs on the cores slow a run down.",
         f"- Inputs: {args.num} random MP-20 test crystals "
         f"({np.mean([len(s) for s in structures]):.1f} atoms on average), each atom moved "
         "0.1 Å in a random direction and each axis strained by up to 3 %.",
@@ -169,7 +169,7 @@ def main() -> None:
         "## Estimate for 1,000 crystals",
         "",
         f"Minutes of relaxation for 1,000 MP-20-sized crystals: the default batched path at "
-        f"its measured wall cost ({1000 * per_step:.0f} ms per structure-step on this shared "
+        f"its measured wall cost ({1000 * per_step:.0f} ms per structure-step on this "
         f"machine); the same on an idle {workers}-core machine (CPU ms per structure-step of "
         f"the one-process batched run divided by {workers} workers); and StructOptimizer one "
         f"at a time at its measured wall cost ({1000 * ref_step:.0f} ms).",

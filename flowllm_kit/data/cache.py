@@ -3,6 +3,8 @@
 Parsing a 45k-row CSV takes minutes; reading its arrays back takes about a second. An entry is
 named after the SHA-256 of the CSV's bytes and :data:`PARSER_VERSION`, so an edited file or a
 changed parser never hits a stale entry, and the same file found under two paths shares one.
+Its metadata records the parser's settings and the pymatgen version that parsed it; an entry
+written under others is a miss.
 The file is written to a temporary name and renamed, so a reader sees a whole entry or none;
 an unreadable or inconsistent entry counts as a miss and is rewritten.
 """
@@ -26,6 +28,7 @@ __all__ = [
     "ParsedDataset",
     "entry_path",
     "file_sha256",
+    "pymatgen_version",
     "read_parsed",
     "write_parsed",
 ]
@@ -74,11 +77,27 @@ def file_sha256(path: str | Path) -> str:
     return hasher.hexdigest()
 
 
+def pymatgen_version() -> str:
+    """The version of the distribution that provides ``pymatgen.core`` (CIF parsing and Niggli
+    reduction live there), read from package metadata without importing pymatgen."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    for distribution in ("pymatgen-core", "pymatgen"):  # pymatgen-core split off in 2026
+        try:
+            return f"{distribution} {version(distribution)}"
+        except PackageNotFoundError:
+            continue
+    return "unknown"
+
+
 def _settings() -> dict[str, Any]:
+    # An entry written under other settings, or by another pymatgen (whose CIF parser and
+    # Niggli reduction make the arrays), is a miss and is rewritten.
     return {
         "parser_version": PARSER_VERSION,
         "min_distance": MIN_DISTANCE,
         "min_volume_per_atom": MIN_VOLUME_PER_ATOM,
+        "pymatgen": pymatgen_version(),
     }
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from flowllm_kit.crystal import Crystal
 from flowllm_kit.data import load_dataset, load_dataset_report
-from flowllm_kit.data.cache import entry_path, file_sha256, read_parsed
+from flowllm_kit.data.cache import entry_path, file_sha256, pymatgen_version, read_parsed
 from flowllm_kit.data.paths import parsed_cache_dir
 
 
@@ -48,7 +48,7 @@ def test_use_cache_false_writes_nothing(data_root: Path, isolated_environment: P
     assert not (isolated_environment / "parsed").exists()
 
 
-@pytest.mark.parametrize("damage", ["truncated", "not-a-zip", "other-settings"])
+@pytest.mark.parametrize("damage", ["truncated", "not-a-zip", "other-settings", "other-pymatgen"])
 def test_broken_entry_is_a_miss_and_is_rewritten(
     damage: str, data_root: Path, write_csv: Callable
 ) -> None:
@@ -61,11 +61,15 @@ def test_broken_entry_is_a_miss_and_is_rewritten(
         entry.write_bytes(good_bytes[: len(good_bytes) // 2])
     elif damage == "not-a-zip":
         entry.write_bytes(b"garbage")
-    else:  # same arrays, metadata from another parser version
+    else:  # same arrays, metadata from another parser version or pymatgen
         with np.load(entry, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
         meta = json.loads(arrays["meta"].tobytes())
-        meta["parser_version"] = -1
+        assert meta["pymatgen"] == pymatgen_version() != "unknown"
+        if damage == "other-settings":
+            meta["parser_version"] = -1
+        else:
+            meta["pymatgen"] = "pymatgen 2020.1.1"
         arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
         np.savez(entry.with_suffix(".tmp.npz"), **arrays)
         entry.with_suffix(".tmp.npz").replace(entry)
