@@ -10,8 +10,10 @@ runs (on a shared CPU, other processes only ever slow a run down); crystals/s is
 estimated as tokens/s divided by the mean token length of real MP-20 completions (crystal
 text + end of sequence).
 
-With ``--model <run>/model`` the script also draws real crystals from a trained model with
-:func:`flowllm_kit.llm.sample_crystals` and reports measured crystals/s.
+With ``--model <run>/llm/model`` the script also draws real crystals from a trained model with
+:func:`flowllm_kit.llm.sample_crystals` at each batch size, in batches (dynamic cache, as a
+plain ``generate`` call; static cache, the kit's default) and with continuous batching
+(``SamplingConfig(continuous=True)``), and reports measured crystals/s.
 
 Usage::
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import platform
 import time
@@ -64,6 +67,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3, help="best of this many, interleaved")
     parser.add_argument("--model", type=Path, default=None, help="trained model folder")
+    parser.add_argument("--num-crystals", type=int, default=128, help="per --model run")
+    parser.add_argument("--skip-random", action="store_true", help="only the --model runs")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -85,7 +90,7 @@ def main() -> None:
     print("| batch | plain generate tok/s | kit tok/s | speed-up | plain crystals/s (est.) "
           "| kit crystals/s (est.) |")  # fmt: skip
     print("|---|---|---|---|---|---|")
-    for batch_size in args.batch_sizes:
+    for batch_size in [] if args.skip_random else args.batch_sizes:
         inputs = tokenizer([prompt] * batch_size, return_tensors="pt")
 
         def plain(inputs=inputs) -> None:  # noqa: ANN001
@@ -123,13 +128,29 @@ def main() -> None:
             if run_config.is_file()
             else llm.SamplingConfig()
         )
-        result = llm.sample_crystals(
-            trained, trained_tokenizer, num_crystals=64, config=sampling, progress_bar=False
-        )
         print(f"\nsampling settings: {sampling}")
-        print(f"\ntrained model {args.model}: {result.tokens_per_second:,.0f} tokens/s, "
-              f"{result.crystals_per_second:.2f} crystals/s, acceptance "
-              f"{result.acceptance_rate:.1%}, rejections {dict(result.rejections)}")  # fmt: skip
+        print(f"\ntrained model {args.model}, {args.num_crystals} crystals per run:\n")
+        print("| batch | sampler | crystals/s | tokens/s | draws | acceptance | wall s |")
+        print("|---|---|---|---|---|---|---|")
+        modes = {
+            "batches, dynamic cache (plain generate)": {"cache": "dynamic"},
+            "batches, static cache (kit default)": {"cache": "static"},
+            "continuous batching": {"continuous": True},
+        }
+        for batch_size in args.batch_sizes:
+            for label, options in modes.items():
+                config = dataclasses.replace(sampling, batch_size=batch_size, **options)
+                result = llm.sample_crystals(
+                    trained, trained_tokenizer, num_crystals=args.num_crystals, config=config,
+                    progress_bar=False, seed=0,
+                )  # fmt: skip
+                rate = result.num_tokens / result.seconds
+                print(
+                    f"| {batch_size} | {label} | {result.crystals_per_second:.1f} | {rate:,.0f} "
+                    f"| {result.num_draws} | {result.acceptance_rate:.1%} | "
+                    f"{result.seconds:.1f} |",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -60,6 +60,9 @@ def find_systems(run_dir: str | Path, *, n: int | None = None) -> dict[str, list
         rows = [
             r for r in read_jsonl(path, repair=False) if "crystal" in r or "atomic_numbers" in r
         ]
+        # LLM draw records end in draw order only in batches; with continuous batching they
+        # are written as they end (sorting is stable, and files without draws keep their order).
+        rows.sort(key=lambda r: r.get("draw", 0))
         ids = [r.get("id") or f"{name}-{number}" for number, r in enumerate(rows)]
         pairs = zip(rows, ids, strict=True)  # a draw record holds its crystal under "crystal"
         crystals = [crystal_from_dict(r.get("crystal", r), id=k) for r, k in pairs]

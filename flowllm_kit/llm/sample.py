@@ -5,7 +5,9 @@ end-of-sequence token); every sample is decoded with :func:`flowllm_kit.text.dec
 either kept or counted as rejected under its :class:`~flowllm_kit.text.ParseError` reason
 (``truncated`` when no end-of-sequence token came within ``max_new_tokens``, or a reason
 returned by the caller's ``accept`` check). Every draw is appended to a JSON lines file as
-soon as its batch is decoded, so an interrupted run resumes where it stopped::
+soon as it is decoded, so an interrupted run resumes where it stopped. With
+``SamplingConfig(continuous=True)`` the rows of a batch are refilled as their texts end
+(:mod:`flowllm_kit.llm.stream`) instead of waiting for the batch's longest text::
 
     result = sample_crystals(model, tokenizer, num_crystals=1000, path="run/samples.jsonl")
     result.crystals          # exactly 1000 crystals
@@ -129,9 +131,10 @@ def read_samples(path: str | Path) -> list[dict[str, Any]]:
     Each record has ``draw`` (index), ``text`` (``None`` if truncated), ``reason`` (``None``
     for a kept crystal) and, for kept crystals, ``crystal`` (see
     :func:`flowllm_kit.crystal.io.crystal_to_dict`). A last line cut short by an interruption
-    is dropped from the file.
+    is dropped from the file. (With continuous batching draws are written as they end, not in
+    draw order; they are sorted here.)
     """
-    return read_jsonl(path)
+    return sorted(read_jsonl(path), key=lambda record: record["draw"])
 
 
 @dataclass
@@ -245,6 +248,14 @@ def sample_crystals(
             result.texts.append(record["text"])
             result.draws.append(record["draw"])
 
+    from flowllm_kit.llm.stream import supports_streaming
+
+    if config.continuous and compositions is None and supports_streaming(model):
+        return _sample_continuously(
+            model, tokenizer, result, records, num_crystals=num_crystals, prompt_of=prompt_of,
+            config=config, path=path, accept=accept, max_draws=max_draws, seed=seed,
+            decode=decode, progress_bar=progress_bar, start=start,
+        )  # fmt: skip
     for record in records:
         take(record)
     bar = tqdm(total=num_crystals, initial=len(result.crystals), disable=not progress_bar)
@@ -280,5 +291,87 @@ def sample_crystals(
             bar.set_postfix(rejected=sum(result.rejections.values()))
     finally:
         bar.close()
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _sample_continuously(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    result: SampleResult,
+    records: list[dict[str, Any]],
+    *,
+    num_crystals: int,
+    prompt_of: Callable[[int], str],
+    config: SamplingConfig,
+    path: str | Path | None,
+    accept: Accept | None,
+    max_draws: int,
+    seed: int | None,
+    decode: Callable,
+    progress_bar: bool,
+    start: float,
+) -> SampleResult:
+    """:func:`sample_crystals` with continuous batching (:mod:`flowllm_kit.llm.stream`).
+
+    Draws end, and are written, out of order; a run stops issuing draws once the crystals kept
+    plus those expected from the draws in flight reach ``num_crystals``, and lets those finish,
+    so the draws done always form a prefix ``0..D-1`` (draws lost to an interruption are redone
+    first on resume). The result is the first ``num_crystals`` kept draws in draw order, the
+    same for any such prefix since each draw's text depends only on ``seed`` and its index.
+    """
+    from tqdm.auto import tqdm
+
+    from flowllm_kit.llm.stream import stream_generate
+
+    done = {record["draw"]: record for record in records}
+    redo = sorted(set(range(max(done, default=-1) + 1)) - set(done))
+    upcoming = iter([*redo, *range(max(done, default=-1) + 1, max_draws)])
+    kept = {draw for draw, record in done.items() if record["reason"] is None}
+    in_flight = 0
+
+    def acceptance() -> float:
+        return max((len(kept) / len(done)) if done else 1.0, 0.05)
+
+    def next_prompt() -> tuple[int, str] | None:
+        nonlocal in_flight
+        if len(kept) + in_flight * acceptance() >= num_crystals:
+            return None
+        draw = next(upcoming, None)
+        if draw is None:
+            return None
+        in_flight += 1
+        return draw, prompt_of(draw)
+
+    # seed None: a base seed from torch's current state (so torch.manual_seed still rules).
+    base_seed = int(torch.randint(2**31 - 1, ())) if seed is None else seed
+    bar = tqdm(total=num_crystals, initial=min(len(kept), num_crystals), disable=not progress_bar)
+    tick = time.perf_counter()
+    try:
+        for finished in stream_generate(
+            model, tokenizer, next_prompt, config=config, seed=base_seed
+        ):
+            in_flight -= 1
+            record = _judge(finished.text, finished.draw, accept, decode)
+            if path is not None:
+                append_jsonl([record], path)
+            done[finished.draw] = record
+            result.num_tokens += finished.num_tokens
+            if record["reason"] is None:
+                kept.add(finished.draw)
+                bar.update(1 if len(kept) <= num_crystals else 0)
+            bar.set_postfix(rejected=len(done) - len(kept))
+    finally:
+        bar.close()
+        result.generate_seconds += time.perf_counter() - tick
+    for draw in sorted(done):
+        record = done[draw]
+        result.num_draws += 1
+        if record["reason"] is not None:
+            result.rejections[record["reason"]] += 1
+        elif len(result.crystals) < num_crystals:
+            result.crystals.append(crystal_from_dict(record["crystal"], id=f"draw-{draw}"))
+            result.texts.append(record["text"])
+            result.draws.append(draw)
     result.seconds = time.perf_counter() - start
     return result
