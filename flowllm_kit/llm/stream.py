@@ -160,6 +160,7 @@ class _Rows:
         if not all(self.alive):
             self.keep([row for row, alive in enumerate(self.alive) if alive])
 
+    @torch.no_grad()
     def join(self, other: _Rows) -> None:
         """Append ``other``'s rows, left-padding whichever cache is shorter."""
         if self.cache is None:
@@ -183,6 +184,7 @@ class _Rows:
         self.generators += other.generators
         self.alive += other.alive
 
+    @torch.no_grad()
     def keep(self, rows: list[int]) -> None:
         """Keep only ``rows`` (in this order), then cut the cache columns none of them uses."""
         if not rows:
@@ -250,26 +252,26 @@ def stream_generate(
     model.eval()
     flight = _Rows()
     threshold = max(1, int(refill_fraction * rows))
-    with torch.inference_mode():
-        while True:
-            free = rows - flight.num_alive
-            if free >= threshold or not flight.num_alive:
-                new = []
-                while len(new) < free and (item := next_prompt()) is not None:
-                    new.append(item)
-                if new:
-                    flight.drop_ended()
-                    flight.join(_encode(model, tokenizer, new, seed=seed, config=config))
-                    yield from _finish(flight, eos, config.max_new_tokens, tokenizer)
-                    continue  # maybe refill the rows that ended on their first token
-            if not flight.num_alive:
-                return
-            if 4 * (len(flight) - flight.num_alive) > len(flight):  # the last rows, no refill
+    while True:
+        free = rows - flight.num_alive
+        if free >= threshold or not flight.num_alive:
+            new = []
+            while len(new) < free and (item := next_prompt()) is not None:
+                new.append(item)
+            if new:
                 flight.drop_ended()
-            _decode_step(model, flight, config)
-            yield from _finish(flight, eos, config.max_new_tokens, tokenizer)
+                flight.join(_encode(model, tokenizer, new, seed=seed, config=config))
+                yield from _finish(flight, eos, config.max_new_tokens, tokenizer)
+                continue  # maybe refill the rows that ended on their first token
+        if not flight.num_alive:
+            return
+        if 4 * (len(flight) - flight.num_alive) > len(flight):  # the last rows, no refill
+            flight.drop_ended()
+        _decode_step(model, flight, config)
+        yield from _finish(flight, eos, config.max_new_tokens, tokenizer)
 
 
+@torch.no_grad()  # not around the loop: that would stay on while the caller runs
 def _encode(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -301,6 +303,7 @@ def _encode(
     return rows
 
 
+@torch.no_grad()
 def _decode_step(model: PreTrainedModel, flight: _Rows, config: SamplingConfig) -> None:
     """Feed every row its last token and sample the next."""
     length = flight.mask.shape[1]
