@@ -493,6 +493,21 @@ def llm_train_part(args: argparse.Namespace) -> None:
     )
     write(args.out, "llm_train", lines, numbers)
 
+    # The same draws with continuous batching (not measured on a GPU before), rows as above.
+    streamed = llm.sample_crystals(
+        model, tokenizer, num_crystals=n, config=dataclasses.replace(sampling, continuous=True),
+        max_draws=n, progress_bar=False, seed=1,
+    )  # fmt: skip
+    numbers.update(
+        continuous_crystals_per_s=streamed.crystals_per_second,
+        continuous_parse_rate=streamed.acceptance_rate,
+    )
+    lines.append(
+        f"- the same with continuous batching (256 rows): {streamed.crystals_per_second:.1f} "
+        f"crystals/s ({streamed.acceptance_rate:.1%} parsed)"
+    )
+    write(args.out, "llm_train", lines, numbers)
+
     texts = [text.encode(c) for c in held_out]
     ppl = text.perplexity(texts, model=model, tokenizer=tokenizer, batch_size=64)
     numbers.update(
