@@ -66,9 +66,10 @@ def atom_counts() -> tuple[np.ndarray, str]:
     return np.array(counts), f"MP-20 test split ({len(counts)} crystals)"
 
 
-def random_batch(counts: np.ndarray, size: int, seed: int = 0) -> CrystalBatch:
+def random_crystals(counts: np.ndarray, size: int, seed: int = 0) -> list[Crystal]:
+    """``size`` crystals of random atoms and cells, atom counts drawn from ``counts``."""
     rng = np.random.default_rng(seed)
-    crystals = [
+    return [
         Crystal(
             atomic_numbers=rng.integers(1, 90, n),
             frac_coords=rng.random((n, 3)),
@@ -77,7 +78,10 @@ def random_batch(counts: np.ndarray, size: int, seed: int = 0) -> CrystalBatch:
         )
         for n in rng.choice(counts, size)
     ]
-    return CrystalBatch.from_crystals(crystals)
+
+
+def random_batch(counts: np.ndarray, size: int, seed: int = 0) -> CrystalBatch:
+    return CrystalBatch.from_crystals(random_crystals(counts, size, seed))
 
 
 def timed(fn, *, repeats: int, warmup: int = 1) -> float:
@@ -136,7 +140,7 @@ def reference_style_forward(net: VelocityNetwork, batch: CrystalBatch, t: torch.
 
 
 def bf16_forward(net: VelocityNetwork, batch: CrystalBatch, t: torch.Tensor):
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.autocast(t.device.type, dtype=torch.bfloat16):
         return net(batch, t)
 
 

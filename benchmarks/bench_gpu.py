@@ -47,7 +47,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from flowllm_kit.crystal import Crystal, CrystalBatch  # noqa: E402
+from flowllm_kit.crystal import CrystalBatch  # noqa: E402
 from flowllm_kit.crystal.io import read_crystals, write_crystals  # noqa: E402
 
 
@@ -108,19 +108,6 @@ def prepare(folder: Path) -> None:
 
 
 # --- flow ------------------------------------------------------------------------------------
-def random_crystals(counts: np.ndarray, size: int, seed: int) -> list[Crystal]:
-    rng = np.random.default_rng(seed)
-    return [
-        Crystal(
-            atomic_numbers=rng.integers(1, 90, n),
-            frac_coords=rng.random((n, 3)),
-            lengths=rng.uniform(3, 8, 3),
-            angles=rng.uniform(70, 110, 3),
-        )
-        for n in rng.choice(counts, size)
-    ]
-
-
 def matmul_rate(dtype: torch.dtype, device: torch.device, n: int) -> float:
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
@@ -128,7 +115,7 @@ def matmul_rate(dtype: torch.dtype, device: torch.device, n: int) -> float:
 
 
 def flow_part(args: argparse.Namespace) -> None:
-    from bench_flow import count_flops, reference_style_forward
+    from bench_flow import bf16_forward, count_flops, random_crystals, reference_style_forward
 
     from flowllm_kit.flow import (
         FlowTrainer,
@@ -192,7 +179,7 @@ def flow_part(args: argparse.Namespace) -> None:
                     torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
             if device.type == "cuda":
                 variants["kit, TF32"] = ("tf32", partial(net, batch, t))
-            variants["kit, bf16 autocast"] = ("bf16", partial(_autocast, net, batch, t))
+            variants["kit, bf16 autocast"] = ("bf16", partial(bf16_forward, net, batch, t))
             dense_size = size // 4
             dense_batch = CrystalBatch.from_crystals(
                 random_crystals(counts, dense_size, seed=1)
@@ -309,11 +296,6 @@ def flow_part(args: argparse.Namespace) -> None:
             numbers["train"][f"{name}, {precision}"] = 1 / seconds
             lines.append(f"| {name} | {precision} | {1 / seconds:.1f} | {seconds:.3f} |")
     write(args.out, "flow", lines, numbers)
-
-
-def _autocast(net, batch, t):  # noqa: ANN001, ANN202
-    with torch.autocast(t.device.type, dtype=torch.bfloat16):
-        return net(batch, t)
 
 
 # --- llm-train -------------------------------------------------------------------------------
@@ -522,18 +504,14 @@ def llm_train_part(args: argparse.Namespace) -> None:
 
 # --- llm-speed -------------------------------------------------------------------------------
 def llm_speed_part(args: argparse.Namespace) -> None:
+    from bench_llm_sampling import mask_end_of_sequence
+
     from flowllm_kit import llm, text
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     tokenizer = text.build_tokenizer()
     model = llm.scratch_model(tokenizer, config="demo", seed=0).eval()
-    head = torch.nn.Linear(model.lm_head.in_features, model.lm_head.out_features, bias=True)
-    with torch.no_grad():
-        head.weight.copy_(model.lm_head.weight)
-        head.bias.zero_()
-        head.bias[tokenizer.eos_token_id] = -1e4  # no row ever ends early
-    model.lm_head = head
-    model.to(device)
+    model = mask_end_of_sequence(model, tokenizer).to(device)  # no row ever ends early
     new_tokens = 16 if args.tiny else 128
     config = llm.SamplingConfig(max_new_tokens=new_tokens)
     prompt = text.generation_prompt()
@@ -553,7 +531,7 @@ def llm_speed_part(args: argparse.Namespace) -> None:
     for batch_size in (1, 16) if args.tiny else (64, 1, 16, 256):
         inputs = tokenizer([prompt] * batch_size, return_tensors="pt").to(device)
 
-        def plain(inputs=inputs) -> None:  # noqa: ANN001
+        def plain(inputs=inputs, **options) -> None:  # noqa: ANN001, ANN003
             with torch.inference_mode():
                 model.generate(
                     **inputs,
@@ -563,21 +541,10 @@ def llm_speed_part(args: argparse.Namespace) -> None:
                     top_k=0,
                     max_new_tokens=new_tokens,
                     pad_token_id=tokenizer.pad_token_id,
+                    **options,
                 )
 
-        def static_eager(inputs=inputs) -> None:  # noqa: ANN001
-            with torch.inference_mode():
-                model.generate(
-                    **inputs,
-                    do_sample=True,
-                    temperature=0.7,
-                    top_p=0.9,
-                    top_k=0,
-                    max_new_tokens=new_tokens,
-                    pad_token_id=tokenizer.pad_token_id,
-                    cache_implementation="static",
-                    disable_compile=True,
-                )
+        static_eager = partial(plain, cache_implementation="static", disable_compile=True)
 
         def kit(batch_size=batch_size) -> None:  # noqa: ANN001
             _, tokens = llm.generate_texts(model, tokenizer, [prompt] * batch_size, config=config)

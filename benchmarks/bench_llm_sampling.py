@@ -54,6 +54,18 @@ def mean_completion_tokens(tokenizer, limit: int = 60) -> float:
     return sum(lengths) / len(lengths)
 
 
+def mask_end_of_sequence(model, tokenizer):  # noqa: ANN001, ANN201
+    """``model`` with an output bias of -1e4 on end of sequence: the same matmul, but no row
+    ever stops early, so every row generates exactly ``max_new_tokens``."""
+    head = torch.nn.Linear(model.lm_head.in_features, model.lm_head.out_features, bias=True)
+    with torch.no_grad():
+        head.weight.copy_(model.lm_head.weight)
+        head.bias.zero_()
+        head.bias[tokenizer.eos_token_id] = -1e4
+    model.lm_head = head.to(model.lm_head.weight.device)
+    return model
+
+
 def time_call(call) -> float:  # noqa: ANN001
     start = time.perf_counter()
     call()
@@ -74,13 +86,7 @@ def main() -> None:
 
     tokenizer = text.build_tokenizer()
     model = llm.scratch_model(tokenizer, config="demo", seed=0).eval()
-    # Mask end of sequence with a bias: same matmul, but no row ever stops early.
-    head = torch.nn.Linear(model.lm_head.in_features, model.lm_head.out_features, bias=True)
-    with torch.no_grad():
-        head.weight.copy_(model.lm_head.weight)
-        head.bias.zero_()
-        head.bias[tokenizer.eos_token_id] = -1e4
-    model.lm_head = head
+    model = mask_end_of_sequence(model, tokenizer)
     tokens_per_crystal = mean_completion_tokens(tokenizer)
     prompt = text.generation_prompt()
     config = llm.SamplingConfig(max_new_tokens=args.new_tokens)

@@ -251,11 +251,15 @@ def sample_crystals(
     from flowllm_kit.llm.stream import supports_streaming
 
     if config.continuous and compositions is None and supports_streaming(model):
-        return _sample_continuously(
+        records = _draw_continuously(
             model, tokenizer, result, records, num_crystals=num_crystals, prompt_of=prompt_of,
             config=config, path=path, accept=accept, max_draws=max_draws, seed=seed,
-            decode=decode, progress_bar=progress_bar, start=start,
+            decode=decode, progress_bar=progress_bar,
         )  # fmt: skip
+        for record in records:
+            take(record)
+        result.seconds = time.perf_counter() - start
+        return result
     for record in records:
         take(record)
     bar = tqdm(total=num_crystals, initial=len(result.crystals), disable=not progress_bar)
@@ -295,7 +299,7 @@ def sample_crystals(
     return result
 
 
-def _sample_continuously(
+def _draw_continuously(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     result: SampleResult,
@@ -310,15 +314,16 @@ def _sample_continuously(
     seed: int | None,
     decode: Callable,
     progress_bar: bool,
-    start: float,
-) -> SampleResult:
-    """:func:`sample_crystals` with continuous batching (:mod:`flowllm_kit.llm.stream`).
+) -> list[dict[str, Any]]:
+    """The draws of :func:`sample_crystals` with continuous batching
+    (:mod:`flowllm_kit.llm.stream`): the resumed ``records`` and the new ones, in draw order.
 
     Draws end, and are written, out of order; a run stops issuing draws once the crystals kept
     plus those expected from the draws in flight reach ``num_crystals``, and lets those finish,
     so the draws done always form a prefix ``0..D-1`` (draws lost to an interruption are redone
-    first on resume). The result is the first ``num_crystals`` kept draws in draw order, the
-    same for any such prefix since each draw's text depends only on ``seed`` and its index.
+    first on resume). The first ``num_crystals`` kept draws in draw order are then the same for
+    any such prefix, since each draw's text depends only on ``seed`` and its index. Adds the
+    tokens and time of generation to ``result``.
     """
     from tqdm.auto import tqdm
 
@@ -364,14 +369,4 @@ def _sample_continuously(
     finally:
         bar.close()
         result.generate_seconds += time.perf_counter() - tick
-    for draw in sorted(done):
-        record = done[draw]
-        result.num_draws += 1
-        if record["reason"] is not None:
-            result.rejections[record["reason"]] += 1
-        elif len(result.crystals) < num_crystals:
-            result.crystals.append(crystal_from_dict(record["crystal"], id=f"draw-{draw}"))
-            result.texts.append(record["text"])
-            result.draws.append(draw)
-    result.seconds = time.perf_counter() - start
-    return result
+    return [done[draw] for draw in sorted(done)]

@@ -88,18 +88,14 @@ def test_greedy_stream_equals_uncached_decoding_through_refills(tokenizer) -> No
 def test_a_draw_does_not_depend_on_the_rows_beside_it(tokenizer) -> None:
     model = llm.scratch_model(tokenizer, config="smoke", seed=4).eval()
     config = llm.SamplingConfig(temperature=1.0, top_p=0.9, max_new_tokens=20)
-    alone = {
-        f.draw: f
-        for f in stream_generate(model, tokenizer, feeder(PROMPTS), config=config, rows=1, seed=7)
-    }
-    together = {
-        f.draw: f
-        for f in stream_generate(model, tokenizer, feeder(PROMPTS), config=config, rows=5, seed=7)
-    }
-    other_seed = {
-        f.draw: f
-        for f in stream_generate(model, tokenizer, feeder(PROMPTS), config=config, rows=5, seed=8)
-    }
+
+    def decode_all(rows: int, seed: int) -> dict:
+        stream = stream_generate(
+            model, tokenizer, feeder(PROMPTS), config=config, rows=rows, seed=seed
+        )
+        return {f.draw: f for f in stream}
+
+    alone, together, other_seed = decode_all(1, 7), decode_all(5, 7), decode_all(5, 8)
     assert alone == together
     assert any(
         alone[d].num_tokens != other_seed[d].num_tokens or alone[d].text != other_seed[d].text
@@ -134,15 +130,14 @@ def test_continuous_sample_crystals_resumes_to_the_same_draws(
     sampling = llm.SamplingConfig(
         temperature=1.0, top_p=1.0, max_new_tokens=128, batch_size=4, continuous=True
     )
-    whole = llm.sample_crystals(
-        model,
-        tokenizer,
-        num_crystals=10,
-        config=sampling,
-        path=tmp_path / "whole.jsonl",
-        seed=3,
-        progress_bar=False,
-    )
+
+    def draw(name: str, **options):  # noqa: ANN003, ANN202
+        return llm.sample_crystals(
+            model, tokenizer, num_crystals=10, config=sampling, path=tmp_path / name, seed=3,
+            progress_bar=False, **options,
+        )  # fmt: skip
+
+    whole = draw("whole.jsonl")
     assert len(whole.crystals) == 10 and whole.draws == sorted(whole.draws)
     records = llm.read_samples(tmp_path / "whole.jsonl")
     assert sorted(r["draw"] for r in records) == list(range(whole.num_draws))
@@ -157,26 +152,9 @@ def test_continuous_sample_crystals_resumes_to_the_same_draws(
         return None
 
     with pytest.raises(KeyboardInterrupt):
-        llm.sample_crystals(
-            model,
-            tokenizer,
-            num_crystals=10,
-            config=sampling,
-            path=tmp_path / "broken.jsonl",
-            seed=3,
-            accept=interrupt,
-            progress_bar=False,
-        )
+        draw("broken.jsonl", accept=interrupt)
     partial = llm.read_samples(tmp_path / "broken.jsonl")
     assert 0 < len(partial) < whole.num_draws
-    resumed = llm.sample_crystals(
-        model,
-        tokenizer,
-        num_crystals=10,
-        config=sampling,
-        path=tmp_path / "broken.jsonl",
-        seed=3,
-        progress_bar=False,
-    )
+    resumed = draw("broken.jsonl")
     assert resumed.draws == whole.draws
     assert resumed.texts == whole.texts
