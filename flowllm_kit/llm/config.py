@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from flowllm_kit.presets import PresetName, lookup_preset
+from flowllm_kit.text.prompts import Conditioning
 
 __all__ = [
     "LLM_PRESETS",
@@ -95,7 +96,8 @@ class FinetuneConfig:
     seed: int = 0  # seed of weights' init (scratch), data order and augmentation
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 on GPUs that support it
     # Training text options (flowllm_kit.text.training_text): fresh draws every epoch.
-    conditioning: Literal["none", "random", "all"] = "random"  # reference: random attributes
+    # "random": the reference's random attributes; "formula": the formula alone or nothing
+    conditioning: Conditioning = "random"
     infill_probability: float = 0.0  # reference: 0.34 (kit default off: it only generates)
     translate: bool = True  # random global translation (reference: on)
     permute: bool = False  # random atom order (not in the reference)

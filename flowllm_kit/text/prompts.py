@@ -28,6 +28,8 @@ __all__ = [
     "ATTRIBUTES",
     "ATTRIBUTE_SENTENCES",
     "Attribute",
+    "CONDITIONINGS",
+    "Conditioning",
     "GENERATION_HEADER",
     "GENERATION_INSTRUCTION",
     "INFILL_HEADER",
@@ -199,11 +201,17 @@ def infill_prompt(crystal_text: str, element: str) -> str:
     return INFILL_HEADER + mask_element(crystal_text, element) + "\n" + INFILL_INSTRUCTION
 
 
+Conditioning = Literal["none", "random", "all", "formula"]
+"""Which prompts the training texts get (see :func:`training_text`)."""
+
+CONDITIONINGS: tuple[Conditioning, ...] = get_args(Conditioning)
+
+
 def training_text(
     crystal: Crystal,
     *,
     eos_token: str,
-    conditioning: Literal["none", "random", "all"] = "random",
+    conditioning: Conditioning = "random",
     infill_probability: float = 0.0,
     translate: bool = True,
     permute: bool = False,
@@ -215,7 +223,9 @@ def training_text(
         crystal: The crystal.
         eos_token: The tokenizer's end-of-sequence token, appended as text.
         conditioning: ``"none"``: unconditional prompt; ``"random"``: the reference's random
-            attributes (:func:`sample_attributes`); ``"all"``: every available attribute.
+            attributes (:func:`sample_attributes`); ``"all"``: every available attribute;
+            ``"formula"``: the formula alone or nothing, each half of the time (the only two
+            prompts FlowLLM samples with).
         infill_probability: Chance of an infill example instead (reference: 0.34, see
             :data:`REFERENCE_INFILL_PROBABILITY`); the masked element is that of a random atom.
         translate: Random global translation of the coordinates (reference: on).
@@ -236,6 +246,10 @@ def training_text(
         attributes = sample_attributes(crystal, rng=generator)
     elif conditioning == "all":
         attributes = list(crystal_attributes(crystal).items())
+    elif conditioning == "formula":
+        formula = crystal_attributes(crystal)["formula"]
+        attributes = [("formula", formula)] if generator.random() < 0.5 else []
     else:
-        raise ValueError(f"conditioning must be 'none', 'random' or 'all', got {conditioning!r}")
+        choices = ", ".join(map(repr, CONDITIONINGS))
+        raise ValueError(f"conditioning must be one of {choices}, got {conditioning!r}")
     return _generation_prompt(attributes) + crystal_text + eos_token

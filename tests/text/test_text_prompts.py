@@ -180,6 +180,21 @@ def test_training_text_conditioning_modes(mp20_subset: list[Crystal]) -> None:
         training_text(crystal, eos_token="</s>", conditioning="some")  # type: ignore[arg-type]
 
 
+def test_training_text_formula_conditioning_is_formula_or_nothing(
+    mp20_subset: list[Crystal],
+) -> None:
+    crystal = mp20_subset[0]
+    body = encode(crystal) + "</s>"
+    conditioned = generation_prompt(formula=crystal.properties["formula"]) + body
+    unconditional = generation_prompt() + body
+    texts = [
+        training_text(crystal, eos_token="</s>", conditioning="formula", translate=False, rng=seed)
+        for seed in range(200)
+    ]
+    assert set(texts) == {conditioned, unconditional}
+    assert 70 <= texts.count(conditioned) <= 130  # half each: binomial(200, 0.5) within 4.2 sd
+
+
 def test_training_text_infill_asks_for_the_masked_element() -> None:
     crystal = chlorides()
     for seed in range(10):
