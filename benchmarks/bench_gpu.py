@@ -7,9 +7,11 @@ Three parts, each writing a markdown section (and JSON numbers) into ``--out``:
   of the reference-style dense forward (benchmarks/bench_flow.py) with the same weights,
   checked to agree; **10,000 MP-20-sized crystals (atom counts drawn from MP-20 test)
   integrated over 250 Euler steps** with the paper preset, timed end to end; training steps/s.
-- ``llm-train``: the ``gpu`` scratch preset (about 85 M parameters) trained for a fixed wall
-  time (or ``--max-steps``) on MP-20 val with the kit's ``finetune``; then how often a held-out
-  MP-20 test formula is answered with exactly that composition (no constrained decoding), the
+- ``llm-train``: a scratch preset (``--scratch``, default ``gpu``: about 85 M parameters;
+  ``--tie`` ties its embeddings) trained for a fixed wall time (or ``--max-steps``) on MP-20 val
+  with the kit's ``finetune`` (``--conditioning``, default ``formula``: the formula alone or
+  nothing); then how often a held-out MP-20 test formula is answered with exactly that
+  composition, its reduced formula or its elements (no constrained decoding), the
   parse rate of unconditional samples and the perplexity of MP-20 test texts, each written as
   soon as it is measured.
 - ``llm-speed``: the demo-sized LLM (random weights, end of sequence masked so that every row
@@ -309,7 +311,8 @@ def llm_train_part(args: argparse.Namespace) -> None:
     test = read_crystals(args.data / "mp20_test.jsonl")
     rng = np.random.default_rng(0)
     held_out = [test[i] for i in rng.choice(len(test), 512, replace=False)]
-    scratch = llm.SCRATCH_PRESETS["smoke" if args.tiny else "gpu"]
+    preset = "smoke" if args.tiny else args.scratch
+    scratch = dataclasses.replace(llm.SCRATCH_PRESETS[preset], tie_word_embeddings=args.tie)
     batch_size = 8 if args.tiny else 64
     if args.tiny:
         train = train[:64]
@@ -357,6 +360,7 @@ def llm_train_part(args: argparse.Namespace) -> None:
             logging_steps=50,
             max_eval_crystals=256,
             group_by_length=True,
+            conditioning=args.conditioning,
         ),
     )
 
@@ -400,8 +404,9 @@ def llm_train_part(args: argparse.Namespace) -> None:
         "## A larger scratch LLM trained on the GPU",
         "",
         *device_lines(),
-        f"- model: `gpu` scratch preset, {parameters / 1e6:.1f} M parameters; trained on MP-20 "
-        f"val ({len(train):,} crystals, random conditioning as in the reference), batch "
+        f"- model: `{preset}` scratch preset, {parameters / 1e6:.1f} M parameters, "
+        f"embeddings {'tied' if args.tie else 'untied'}; trained on MP-20 val ({len(train):,} "
+        f"crystals, conditioning `{args.conditioning}`), batch "
         f"{batch_size}, lr 6e-4 cosine over {max_steps} steps, bf16 where supported",
         f"- {result.global_step} steps ({result.global_step * batch_size / len(train):.1f} "
         f"passes) in {train_seconds:.0f} s; train loss {result.train_loss:.3f}, eval loss "
@@ -425,10 +430,14 @@ def llm_train_part(args: argparse.Namespace) -> None:
         progress_bar=False,
         seed=2,
     )
-    matched = [
-        c.composition == targets[d % len(targets)].composition
-        for c, d in zip(conditioned.crystals, conditioned.draws, strict=True)
-    ]
+    requested = [targets[d % len(targets)] for d in conditioned.draws]
+    pairs = zip(conditioned.crystals, requested, strict=True)
+    matched = [c.composition == t.composition for c, t in pairs]
+    agreement = (
+        llm.composition_agreement(conditioned.crystals, requested)
+        if requested
+        else llm.CompositionAgreement(exact=0.0, reduced=0.0, elements=0.0, count=0)
+    )
     training_formulas = {c.formula for c in train}
     numbers.update(
         conditioned_draws=conditioned.num_draws,
@@ -437,13 +446,15 @@ def llm_train_part(args: argparse.Namespace) -> None:
         composition_match_of_draws=sum(matched) / conditioned.num_draws,
         held_out_formulas_in_training=sum(t.formula in training_formulas for t in targets),
         conditioned_seconds=conditioned.seconds,
+        agreement_of_parsed=dataclasses.asdict(agreement),
     )
     lines.append(
         f"- formula-conditioned on {len(targets)} held-out MP-20 test formulas "
         f"({numbers['held_out_formulas_in_training']} of them also occur in MP-20 val), tau "
         f"0.9, P 0.99, one draw each: {len(conditioned.crystals)} parsed, **{sum(matched)} "
         f"({sum(matched) / conditioned.num_draws:.1%} of draws) with exactly the requested "
-        f"composition**"
+        f"composition**; of the parsed, {agreement.reduced:.1%} have the requested reduced "
+        f"formula and {agreement.elements:.1%} its elements"
     )
     write(args.out, "llm_train", lines, numbers)
     samples = args.out / "llm_train_samples.jsonl"
@@ -578,6 +589,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=150.0, help="llm-train wall budget")
     parser.add_argument("--max-steps", type=int, default=None, help="llm-train: fixed steps")
     parser.add_argument("--tiny", action="store_true", help="small sizes, to check on a CPU")
+    parser.add_argument("--scratch", default="gpu", help="llm-train: scratch model preset")
+    parser.add_argument("--tie", action="store_true", help="llm-train: tie the embeddings")
+    parser.add_argument(
+        "--conditioning", default="formula", help="llm-train: prompts of the training texts"
+    )
     args = parser.parse_args()
     if args.part == "prepare":
         prepare(args.folder or args.data)

@@ -22,7 +22,9 @@ run() {  # run LIMIT PART ARGS...
 }
 # Sized for the 15 minutes of device time a session gets (about one of them to start): the
 # LLM first (how formula following grows with training is the open question), then the flow.
-run ${LLM_LIMIT:-480} llm-train --max-steps ${LLM_STEPS:-1200}
+# Tied embeddings and formula-or-nothing prompts: on the CPU these made a demo-sized model copy
+# the first element of its prompt's formula after 1,500 steps (see README, LLM status).
+run ${LLM_LIMIT:-480} llm-train --max-steps ${LLM_STEPS:-1200} --tie --conditioning formula
 run 80 llm-speed
 run 150 flow
 grep -E "Error|error|Traceback" "$log" | tail -n 20

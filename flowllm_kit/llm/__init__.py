@@ -44,10 +44,18 @@ from flowllm_kit.llm.model import (
     scratch_model,
 )
 from flowllm_kit.llm.pairs import PairSet, align_atoms, build_pairs
-from flowllm_kit.llm.sample import SampleResult, generate_texts, read_samples, sample_crystals
+from flowllm_kit.llm.sample import (
+    CompositionAgreement,
+    SampleResult,
+    composition_agreement,
+    generate_texts,
+    read_samples,
+    sample_crystals,
+)
 
 __all__ = [
     "CRYSTAL_LISTS_FILE",
+    "CompositionAgreement",
     "CompositionConstraint",
     "LLM_PRESETS",
     "SCRATCH_PRESETS",
@@ -65,6 +73,7 @@ __all__ = [
     "align_atoms",
     "build_model",
     "build_pairs",
+    "composition_agreement",
     "count_parameters",
     "finetune",
     "generate_texts",

@@ -6,12 +6,19 @@ import itertools
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from flowllm_kit import text
 from flowllm_kit.crystal import Crystal
-from flowllm_kit.llm import SamplingConfig, generate_texts, read_samples, sample_crystals
+from flowllm_kit.llm import (
+    SamplingConfig,
+    composition_agreement,
+    generate_texts,
+    read_samples,
+    sample_crystals,
+)
 
 SMALL = SamplingConfig(batch_size=4, max_new_tokens=200)
 
@@ -145,3 +152,30 @@ def test_generate_texts_with_a_real_model(tiny_llama_dir: Path, cache: str) -> N
     model.lm_head = _OneToken(len(tokenizer), tokenizer.convert_tokens_to_ids("7"))
     texts, num_tokens = generate_texts(model, tokenizer, prompts, config=config)
     assert texts == [None, None] and num_tokens == 12
+
+
+def _salt(*atomic_numbers: int) -> Crystal:
+    n = len(atomic_numbers)
+    return Crystal(
+        atomic_numbers=list(atomic_numbers),
+        frac_coords=np.linspace(0.05, 0.85, 3 * n).reshape(n, 3),
+        lengths=[5.0, 5.0, 5.0],
+        angles=[90.0, 90.0, 90.0],
+    )
+
+
+def test_composition_agreement_counts_three_ways() -> None:
+    target = _salt(11, 17)  # NaCl, one formula unit
+    written = [
+        _salt(17, 11),  # the same atoms in another order: all three
+        _salt(11, 17, 11, 17),  # two formula units: reduced and elements, not exact
+        _salt(11, 17, 17),  # NaCl2: elements only
+        _salt(19, 17),  # KCl: none
+    ]
+    agreement = composition_agreement(written, [target] * 4)
+    assert (agreement.exact, agreement.reduced, agreement.elements) == (0.25, 0.5, 0.75)
+    assert agreement.count == 4
+    with pytest.raises(ValueError, match="1 requested"):
+        composition_agreement(written, [target])
+    with pytest.raises(ValueError, match="at least one"):
+        composition_agreement([], [])
