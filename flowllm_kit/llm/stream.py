@@ -308,17 +308,78 @@ def _decode_step(model: PreTrainedModel, flight: _Rows, config: SamplingConfig) 
     """Feed every row its last token and sample the next."""
     length = flight.mask.shape[1]
     flight.mask = torch.cat([flight.mask, flight.mask.new_ones(len(flight), 1)], dim=1)
-    output = model(
-        input_ids=flight.last[:, None],
-        attention_mask=flight.mask,
-        position_ids=flight.positions[:, None],
-        cache_position=torch.tensor([length], device=flight.mask.device),
-        use_cache=True,
-        **{_cache_keyword(model): flight.cache},
-    )
-    flight.cache = _returned_cache(output)
+    if _plain_llama(model):
+        logits = _llama_step(model, flight.last, flight.positions, flight.mask, flight.cache)
+    else:
+        output = model(
+            input_ids=flight.last[:, None],
+            attention_mask=flight.mask,
+            position_ids=flight.positions[:, None],
+            cache_position=torch.tensor([length], device=flight.mask.device),
+            use_cache=True,
+            **{_cache_keyword(model): flight.cache},
+        )
+        flight.cache = _returned_cache(output)
+        logits = output.logits[:, -1]
     flight.positions = flight.positions + 1
-    flight.last = _sample(output.logits[:, -1], flight, config)
+    flight.last = _sample(logits, flight, config)
+
+
+def _plain_llama(model: PreTrainedModel) -> bool:
+    """Whether ``model`` is transformers' own full-precision ``LlamaForCausalLM`` (no adapters,
+    no quantization), whose decoding step :func:`_llama_step` computes directly."""
+    from transformers import LlamaForCausalLM
+
+    return (
+        type(model) is LlamaForCausalLM
+        and getattr(model, "quantization_method", None) is None
+        and not getattr(model, "is_quantized", False)
+        and model.config._attn_implementation in ("sdpa", "eager")
+    )
+
+
+def _llama_step(
+    model: PreTrainedModel,
+    tokens: torch.Tensor,
+    positions: torch.Tensor,
+    mask: torch.Tensor,
+    cache: Any,
+) -> torch.Tensor:
+    """One decoding step of a LLaMA model with the model's own modules, without the per-call
+    work of its ``forward`` (mask building, output objects, hooks), which at batch 1 on a CPU
+    costs more than the small model's arithmetic. The new keys and values go into ``cache``.
+
+    Args:
+        tokens: ``(B,)`` the token each row feeds.
+        positions: ``(B,)`` their position ids.
+        mask: ``(B, S)`` 1 at every cache column a row may attend to, the new one included.
+        cache: The rows' cache, ``S - 1`` columns long before the step.
+
+    Returns:
+        ``(B, V)`` next-token logits.
+    """
+    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+    base = model.model
+    x = base.embed_tokens(tokens[:, None])  # (B, 1, H)
+    cos, sin = base.rotary_emb(x, positions[:, None])
+    bias = torch.zeros(mask.shape, dtype=x.dtype, device=x.device)
+    bias = bias.masked_fill(mask == 0, float("-inf"))[:, None, None, :]  # (B, 1, 1, S)
+    for layer, layer_cache in zip(base.layers, cache.layers, strict=True):
+        attention = layer.self_attn
+        h = layer.input_layernorm(x)
+        shape = (len(tokens), 1, -1, attention.head_dim)
+        q = attention.q_proj(h).view(shape).transpose(1, 2)  # (B, heads, 1, head_dim)
+        k = attention.k_proj(h).view(shape).transpose(1, 2)
+        v = attention.v_proj(h).view(shape).transpose(1, 2)
+        q, k = apply_rotary_pos_emb(q, k, cos, sin)
+        k, v = layer_cache.update(k, v)[:2]  # (B, kv_heads, S, head_dim)
+        o = torch.nn.functional.scaled_dot_product_attention(
+            q, k, v, attn_mask=bias, scale=attention.scaling, enable_gqa=k.shape[1] != q.shape[1]
+        )
+        x = x + attention.o_proj(o.transpose(1, 2).reshape(len(tokens), 1, -1))
+        x = x + layer.mlp(layer.post_attention_layernorm(x))
+    return model.lm_head(base.norm(x[:, -1]))
 
 
 def _cache_keyword(model: PreTrainedModel) -> str:

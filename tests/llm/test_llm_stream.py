@@ -12,7 +12,16 @@ import torch
 from transformers import TopPLogitsWarper
 
 from flowllm_kit import llm, text
-from flowllm_kit.llm.stream import sample_next_tokens, stream_generate, supports_streaming
+from flowllm_kit.llm.stream import (
+    _cache_keyword,
+    _encode,
+    _llama_step,
+    _plain_llama,
+    _Rows,
+    sample_next_tokens,
+    stream_generate,
+    supports_streaming,
+)
 
 PROMPTS = [
     text.generation_prompt(formula=f)
@@ -83,6 +92,32 @@ def test_greedy_stream_equals_uncached_decoding_through_refills(tokenizer) -> No
             assert finished[i].text == want
         else:
             assert finished[i].text is None  # cut at max_new_tokens
+
+
+def test_llama_step_equals_the_model_forward_with_padding_and_grouped_heads(
+    tokenizer, make_tiny_llama
+) -> None:
+    model = make_tiny_llama(tokenizer).eval()  # 4 query heads share 2 key/value heads
+    assert _plain_llama(model)
+    config = llm.SamplingConfig(max_new_tokens=8)
+    flight = _Rows()  # prompts of different lengths: left padding in the cache
+    flight.join(_encode(model, tokenizer, list(enumerate(PROMPTS[:4])), seed=0, config=config))
+    assert (flight.mask == 0).any()
+    mask = torch.cat([flight.mask, flight.mask.new_ones(len(flight), 1)], dim=1)
+    cache = copy.deepcopy(flight.cache)
+    with torch.no_grad():
+        expected = model(
+            input_ids=flight.last[:, None],
+            attention_mask=mask,
+            position_ids=flight.positions[:, None],
+            cache_position=torch.tensor([mask.shape[1] - 1]),
+            use_cache=True,
+            **{_cache_keyword(model): cache},
+        ).logits[:, -1]
+        got = _llama_step(model, flight.last, flight.positions, mask, flight.cache)
+    torch.testing.assert_close(got, expected)
+    for mine, theirs in zip(flight.cache.layers, cache.layers, strict=True):
+        torch.testing.assert_close(mine.keys, theirs.keys)  # the same new cache column
 
 
 def test_a_draw_does_not_depend_on_the_rows_beside_it(tokenizer) -> None:
