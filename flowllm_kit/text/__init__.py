@@ -25,8 +25,10 @@ from flowllm_kit.text.codec import (
 from flowllm_kit.text.perplexity import increase_in_perplexity, perplexity
 from flowllm_kit.text.prompts import (
     ATTRIBUTES,
+    CONDITIONINGS,
     MASK,
     Attribute,
+    Conditioning,
     crystal_attributes,
     generation_prompt,
     infill_prompt,
@@ -38,9 +40,11 @@ from flowllm_kit.text.tokenizer import build_tokenizer
 
 __all__ = [
     "ATTRIBUTES",
+    "CONDITIONINGS",
     "MASK",
     "PARSE_ERROR_REASONS",
     "Attribute",
+    "Conditioning",
     "ParseError",
     "ParseErrorReason",
     "build_tokenizer",
