@@ -250,6 +250,7 @@ def stream_generate(
     rows = rows or config.batch_size
     eos = tokenizer.eos_token_id
     model.eval()
+    step = _llama_decoder(model)
     flight = _Rows()
     threshold = max(1, int(refill_fraction * rows))
     while True:
@@ -267,7 +268,7 @@ def stream_generate(
             return
         if 4 * (len(flight) - flight.num_alive) > len(flight):  # the last rows, no refill
             flight.drop_ended()
-        _decode_step(model, flight, config)
+        _decode_step(model, flight, config, step)
         yield from _finish(flight, eos, config.max_new_tokens, tokenizer)
 
 
@@ -304,12 +305,14 @@ def _encode(
 
 
 @torch.no_grad()
-def _decode_step(model: PreTrainedModel, flight: _Rows, config: SamplingConfig) -> None:
-    """Feed every row its last token and sample the next."""
+def _decode_step(
+    model: PreTrainedModel, flight: _Rows, config: SamplingConfig, step: DecodeStep | None
+) -> None:
+    """Feed every row its last token (through ``step`` if given) and sample the next."""
     length = flight.mask.shape[1]
     flight.mask = torch.cat([flight.mask, flight.mask.new_ones(len(flight), 1)], dim=1)
-    if _plain_llama(model):
-        logits = _llama_step(model, flight.last, flight.positions, flight.mask, flight.cache)
+    if step is not None:
+        logits = step(flight.last, flight.positions, flight.mask, flight.cache)
     else:
         output = model(
             input_ids=flight.last[:, None],
@@ -325,61 +328,99 @@ def _decode_step(model: PreTrainedModel, flight: _Rows, config: SamplingConfig) 
     flight.last = _sample(logits, flight, config)
 
 
-def _plain_llama(model: PreTrainedModel) -> bool:
-    """Whether ``model`` is transformers' own full-precision ``LlamaForCausalLM`` (no adapters,
-    no quantization), whose decoding step :func:`_llama_step` computes directly."""
+# step(tokens (B,), positions (B,), mask (B, S), cache) -> (B, V) logits of the next token
+DecodeStep = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, Any], torch.Tensor]
+
+
+def _llama_decoder(model: PreTrainedModel) -> DecodeStep | None:
+    """A decoding step for transformers' own full-precision ``LlamaForCausalLM``, or None for
+    any other model (adapters, quantized layers, other architectures: they go through their
+    ``forward``).
+
+    The step computes what the model's forward computes for one new token per row, from the
+    same weights, without the forward's per-call work (mask building, output objects, module
+    hooks) and with the query/key/value and gate/up projections each packed into one matrix:
+    at batch 1 on a CPU that work costs more than the small model's arithmetic. The weights are
+    packed when this is called, so call it again after changing them.
+    """
     from transformers import LlamaForCausalLM
 
-    return (
-        type(model) is LlamaForCausalLM
-        and getattr(model, "quantization_method", None) is None
-        and not getattr(model, "is_quantized", False)
-        and model.config._attn_implementation in ("sdpa", "eager")
-    )
-
-
-def _llama_step(
-    model: PreTrainedModel,
-    tokens: torch.Tensor,
-    positions: torch.Tensor,
-    mask: torch.Tensor,
-    cache: Any,
-) -> torch.Tensor:
-    """One decoding step of a LLaMA model with the model's own modules, without the per-call
-    work of its ``forward`` (mask building, output objects, hooks), which at batch 1 on a CPU
-    costs more than the small model's arithmetic. The new keys and values go into ``cache``.
-
-    Args:
-        tokens: ``(B,)`` the token each row feeds.
-        positions: ``(B,)`` their position ids.
-        mask: ``(B, S)`` 1 at every cache column a row may attend to, the new one included.
-        cache: The rows' cache, ``S - 1`` columns long before the step.
-
-    Returns:
-        ``(B, V)`` next-token logits.
-    """
-    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
-
+    if (
+        type(model) is not LlamaForCausalLM
+        or getattr(model, "is_quantized", False)
+        or model.config._attn_implementation not in ("sdpa", "eager")
+    ):
+        return None
     base = model.model
-    x = base.embed_tokens(tokens[:, None])  # (B, 1, H)
-    cos, sin = base.rotary_emb(x, positions[:, None])
-    bias = torch.zeros(mask.shape, dtype=x.dtype, device=x.device)
-    bias = bias.masked_fill(mask == 0, float("-inf"))[:, None, None, :]  # (B, 1, 1, S)
-    for layer, layer_cache in zip(base.layers, cache.layers, strict=True):
-        attention = layer.self_attn
-        h = layer.input_layernorm(x)
-        shape = (len(tokens), 1, -1, attention.head_dim)
-        q = attention.q_proj(h).view(shape).transpose(1, 2)  # (B, heads, 1, head_dim)
-        k = attention.k_proj(h).view(shape).transpose(1, 2)
-        v = attention.v_proj(h).view(shape).transpose(1, 2)
-        q, k = apply_rotary_pos_emb(q, k, cos, sin)
-        k, v = layer_cache.update(k, v)[:2]  # (B, kv_heads, S, head_dim)
-        o = torch.nn.functional.scaled_dot_product_attention(
-            q, k, v, attn_mask=bias, scale=attention.scaling, enable_gqa=k.shape[1] != q.shape[1]
+    layers = []
+    for layer in base.layers:
+        attention, mlp = layer.self_attn, layer.mlp
+        projections = (attention.q_proj, attention.k_proj, attention.v_proj, attention.o_proj)
+        projections += (mlp.gate_proj, mlp.up_proj, mlp.down_proj)
+        if any(type(p) is not torch.nn.Linear for p in projections):
+            return None
+        layers.append(
+            {
+                "qkv": _packed(attention.q_proj, attention.k_proj, attention.v_proj),
+                "split": (attention.q_proj.out_features, attention.k_proj.out_features),
+                "o": (attention.o_proj.weight, attention.o_proj.bias),
+                "gate_up": _packed(mlp.gate_proj, mlp.up_proj),
+                "down": (mlp.down_proj.weight, mlp.down_proj.bias),
+                "act": mlp.act_fn,
+                "norms": (layer.input_layernorm, layer.post_attention_layernorm),
+                "head_dim": attention.head_dim,
+                "scaling": attention.scaling,
+            }
         )
-        x = x + attention.o_proj(o.transpose(1, 2).reshape(len(tokens), 1, -1))
-        x = x + layer.mlp(layer.post_attention_layernorm(x))
-    return model.lm_head(base.norm(x[:, -1]))
+    linear = torch.nn.functional.linear
+
+    @torch.no_grad()
+    def step(
+        tokens: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor, cache: Any
+    ) -> torch.Tensor:
+        batch = len(tokens)
+        x = base.embed_tokens(tokens[:, None])  # (B, 1, H)
+        cos, sin = base.rotary_emb(x, positions[:, None])  # (B, 1, head_dim)
+        cos, sin = cos[:, None], sin[:, None]  # broadcast over heads
+        bias = torch.zeros(mask.shape, dtype=x.dtype, device=x.device)
+        bias = bias.masked_fill(mask == 0, float("-inf"))[:, None, None, :]  # (B, 1, 1, S)
+        for p, layer_cache in zip(layers, cache.layers, strict=True):
+            h = _rms_norm(x, p["norms"][0])
+            q_size, kv_size = p["split"]
+            q, k, v = linear(h, *p["qkv"]).split((q_size, kv_size, kv_size), dim=-1)
+            shape = (batch, 1, -1, p["head_dim"])
+            q = q.view(shape).transpose(1, 2)  # (B, heads, 1, head_dim)
+            k = k.view(shape).transpose(1, 2)
+            q = q * cos + _rotate_half(q) * sin
+            k = k * cos + _rotate_half(k) * sin
+            k, v = layer_cache.update(k, v.view(shape).transpose(1, 2))[:2]  # (B, kv, S, d)
+            o = torch.nn.functional.scaled_dot_product_attention(
+                q, k, v, attn_mask=bias, scale=p["scaling"], enable_gqa=k.shape[1] != q.shape[1]
+            )
+            x = x + linear(o.transpose(1, 2).reshape(batch, 1, -1), *p["o"])
+            gate, up = linear(_rms_norm(x, p["norms"][1]), *p["gate_up"]).chunk(2, dim=-1)
+            x = x + linear(p["act"](gate) * up, *p["down"])
+        return model.lm_head(_rms_norm(x[:, -1], base.norm))
+
+    return step
+
+
+def _packed(*layers: torch.nn.Linear) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The weights (and biases) of linear layers on the same input, stacked into one."""
+    weight = torch.cat([layer.weight for layer in layers])
+    has_bias = layers[0].bias is not None
+    return weight, torch.cat([layer.bias for layer in layers]) if has_bias else None
+
+
+def _rms_norm(x: torch.Tensor, norm: torch.nn.Module) -> torch.Tensor:
+    """LLaMA's RMSNorm as one fused op, computed in float32 as transformers does."""
+    normed = torch.nn.functional.rms_norm(x.float(), (x.shape[-1],), eps=norm.variance_epsilon)
+    return norm.weight * normed.to(x.dtype)
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    first, second = x.chunk(2, dim=-1)
+    return torch.cat([-second, first], dim=-1)
 
 
 def _cache_keyword(model: PreTrainedModel) -> str:

@@ -15,8 +15,7 @@ from flowllm_kit import llm, text
 from flowllm_kit.llm.stream import (
     _cache_keyword,
     _encode,
-    _llama_step,
-    _plain_llama,
+    _llama_decoder,
     _Rows,
     sample_next_tokens,
     stream_generate,
@@ -94,11 +93,17 @@ def test_greedy_stream_equals_uncached_decoding_through_refills(tokenizer) -> No
             assert finished[i].text is None  # cut at max_new_tokens
 
 
-def test_llama_step_equals_the_model_forward_with_padding_and_grouped_heads(
+def test_llama_decoding_step_equals_the_model_forward_with_padding_and_grouped_heads(
     tokenizer, make_tiny_llama
 ) -> None:
     model = make_tiny_llama(tokenizer).eval()  # 4 query heads share 2 key/value heads
-    assert _plain_llama(model)
+    step = _llama_decoder(model)
+    assert step is not None
+    from peft import LoraConfig, get_peft_model
+
+    adapted = get_peft_model(make_tiny_llama(tokenizer), LoraConfig(r=2, target_modules=["q_proj"]))
+    assert _llama_decoder(adapted) is None  # adapters: through the model's forward
+    assert _llama_decoder(adapted.get_base_model()) is None  # LoRA layers inside
     config = llm.SamplingConfig(max_new_tokens=8)
     flight = _Rows()  # prompts of different lengths: left padding in the cache
     flight.join(_encode(model, tokenizer, list(enumerate(PROMPTS[:4])), seed=0, config=config))
@@ -114,7 +119,7 @@ def test_llama_step_equals_the_model_forward_with_padding_and_grouped_heads(
             use_cache=True,
             **{_cache_keyword(model): cache},
         ).logits[:, -1]
-        got = _llama_step(model, flight.last, flight.positions, mask, flight.cache)
+        got = step(flight.last, flight.positions, mask, flight.cache)
     torch.testing.assert_close(got, expected)
     for mine, theirs in zip(flight.cache.layers, cache.layers, strict=True):
         torch.testing.assert_close(mine.keys, theirs.keys)  # the same new cache column
