@@ -13,7 +13,10 @@ a draw's text is the same whatever the batch it ran in, so a run interrupted and
 draws what an uninterrupted one would (up to floating-point ties).
 
 Only models whose cache is transformers' plain ``DynamicCache`` (full attention in every
-layer) can be decoded this way; :func:`supports_streaming` says whether one can.
+layer) can be decoded this way; :func:`supports_streaming` says whether one can. For
+transformers' own full-precision ``LlamaForCausalLM`` (the kit's scratch models), each decoding
+step runs the model's layers directly rather than through its ``forward``, which at batch 1 on a
+CPU spends more time on per-call work than on the arithmetic; the logits are the same.
 """
 
 from __future__ import annotations
