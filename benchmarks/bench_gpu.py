@@ -431,40 +431,38 @@ def llm_train_part(args: argparse.Namespace) -> None:
         seed=2,
     )
     requested = [targets[d % len(targets)] for d in conditioned.draws]
-    pairs = zip(conditioned.crystals, requested, strict=True)
-    matched = [c.composition == t.composition for c, t in pairs]
-    agreement = (
-        llm.composition_agreement(conditioned.crystals, requested)
-        if requested
-        else llm.CompositionAgreement(exact=0.0, reduced=0.0, elements=0.0, count=0)
-    )
+    # None when nothing parsed: no rate to give, rather than a 0% of nothing.
+    agreement = llm.composition_agreement(conditioned.crystals, requested) if requested else None
+    matched = round(agreement.exact * agreement.count) if agreement else 0
     training_formulas = {c.formula for c in train}
     numbers.update(
         conditioned_draws=conditioned.num_draws,
         conditioned_parsed=len(conditioned.crystals),
-        composition_matches=sum(matched),
-        composition_match_of_draws=sum(matched) / conditioned.num_draws,
+        composition_matches=matched,
+        composition_match_of_draws=matched / conditioned.num_draws,
         held_out_formulas_in_training=sum(t.formula in training_formulas for t in targets),
         conditioned_seconds=conditioned.seconds,
-        agreement_of_parsed=dataclasses.asdict(agreement),
+        agreement_of_parsed=dataclasses.asdict(agreement) if agreement else None,
     )
     lines.append(
         f"- formula-conditioned on {len(targets)} held-out MP-20 test formulas "
         f"({numbers['held_out_formulas_in_training']} of them also occur in MP-20 val), tau "
-        f"0.9, P 0.99, one draw each: {len(conditioned.crystals)} parsed, **{sum(matched)} "
-        f"({sum(matched) / conditioned.num_draws:.1%} of draws) with exactly the requested "
-        f"composition**; of the parsed, {agreement.reduced:.1%} have the requested reduced "
-        f"formula and {agreement.elements:.1%} its elements"
+        f"0.9, P 0.99, one draw each: {len(conditioned.crystals)} parsed, **{matched} "
+        f"({matched / conditioned.num_draws:.1%} of draws) with exactly the requested "
+        f"composition**"
+        + (
+            f"; of the parsed, {agreement.reduced:.1%} have the requested reduced formula and "
+            f"{agreement.elements:.1%} its elements"
+            if agreement
+            else ""
+        )
     )
     write(args.out, "llm_train", lines, numbers)
     samples = args.out / "llm_train_samples.jsonl"
     samples.unlink(missing_ok=True)
     with samples.open("w") as handle:
-        for c, d in zip(conditioned.crystals, conditioned.draws, strict=True):
-            handle.write(
-                json.dumps({"requested": targets[d % len(targets)].formula, "written": c.formula})
-                + "\n"
-            )
+        for c, t in zip(conditioned.crystals, requested, strict=True):
+            handle.write(json.dumps({"requested": t.formula, "written": c.formula}) + "\n")
 
     n = 32 if args.tiny else 256
     free = llm.sample_crystals(

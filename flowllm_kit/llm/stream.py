@@ -312,7 +312,6 @@ def _decode_step(
     model: PreTrainedModel, flight: _Rows, config: SamplingConfig, step: DecodeStep | None
 ) -> None:
     """Feed every row its last token (through ``step`` if given) and sample the next."""
-    length = flight.mask.shape[1]
     flight.mask = torch.cat([flight.mask, flight.mask.new_ones(len(flight), 1)], dim=1)
     if step is not None:
         logits = step(flight.last, flight.positions, flight.mask, flight.cache)
@@ -321,7 +320,7 @@ def _decode_step(
             input_ids=flight.last[:, None],
             attention_mask=flight.mask,
             position_ids=flight.positions[:, None],
-            cache_position=torch.tensor([length], device=flight.mask.device),
+            cache_position=torch.tensor([flight.mask.shape[1] - 1], device=flight.mask.device),
             use_cache=True,
             **{_cache_keyword(model): flight.cache},
         )
@@ -347,6 +346,7 @@ def _llama_decoder(model: PreTrainedModel) -> DecodeStep | None:
     packed when this is called, so call it again after changing them.
     """
     from transformers import LlamaForCausalLM
+    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
     if (
         type(model) is not LlamaForCausalLM
@@ -384,7 +384,6 @@ def _llama_decoder(model: PreTrainedModel) -> DecodeStep | None:
         batch = len(tokens)
         x = base.embed_tokens(tokens[:, None])  # (B, 1, H)
         cos, sin = base.rotary_emb(x, positions[:, None])  # (B, 1, head_dim)
-        cos, sin = cos[:, None], sin[:, None]  # broadcast over heads
         bias = torch.zeros(mask.shape, dtype=x.dtype, device=x.device)
         bias = bias.masked_fill(mask == 0, float("-inf"))[:, None, None, :]  # (B, 1, 1, S)
         for p, layer_cache in zip(layers, cache.layers, strict=True):
@@ -393,9 +392,7 @@ def _llama_decoder(model: PreTrainedModel) -> DecodeStep | None:
             q, k, v = linear(h, *p["qkv"]).split((q_size, kv_size, kv_size), dim=-1)
             shape = (batch, 1, -1, p["head_dim"])
             q = q.view(shape).transpose(1, 2)  # (B, heads, 1, head_dim)
-            k = k.view(shape).transpose(1, 2)
-            q = q * cos + _rotate_half(q) * sin
-            k = k * cos + _rotate_half(k) * sin
+            q, k = apply_rotary_pos_emb(q, k.view(shape).transpose(1, 2), cos, sin)
             k, v = layer_cache.update(k, v.view(shape).transpose(1, 2))[:2]  # (B, kv, S, d)
             o = torch.nn.functional.scaled_dot_product_attention(
                 q, k, v, attn_mask=bias, scale=p["scaling"], enable_gqa=k.shape[1] != q.shape[1]
@@ -419,11 +416,6 @@ def _rms_norm(x: torch.Tensor, norm: torch.nn.Module) -> torch.Tensor:
     """LLaMA's RMSNorm as one fused op, computed in float32 as transformers does."""
     normed = torch.nn.functional.rms_norm(x.float(), (x.shape[-1],), eps=norm.variance_epsilon)
     return norm.weight * normed.to(x.dtype)
-
-
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    first, second = x.chunk(2, dim=-1)
-    return torch.cat([-second, first], dim=-1)
 
 
 def _cache_keyword(model: PreTrainedModel) -> str:
