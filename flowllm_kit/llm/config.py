@@ -118,7 +118,7 @@ class SamplingConfig:
     # whose text has ended takes the next draw at once, instead of every row waiting for the
     # batch's longest text. Each draw then samples from its own seeded generator. Used by
     # sample_crystals for models with a plain DynamicCache when no composition is imposed. On
-    # the 2-core CPU it drew real crystals 1.5x / 2.3x / 2.9x as fast as plain generate at batch
+    # the 2-core CPU it drew real crystals 2.2x / 2.5x / 3.0x as fast as plain generate at batch
     # 1 / 16 / 64 (benchmarks/results/llm_sampling.md); on a GPU, where transformers compiles the
     # static-cache step, it has not been measured, so it is on in the CPU presets only.
     continuous: bool = False

@@ -14,7 +14,7 @@ draws what an uninterrupted one would (up to floating-point ties).
 
 Only models whose cache is transformers' plain ``DynamicCache`` (full attention in every
 layer) can be decoded this way; :func:`supports_streaming` says whether one can. For
-transformers' own full-precision ``LlamaForCausalLM`` (the kit's scratch models), each decoding
+transformers' own float32 ``LlamaForCausalLM`` (the kit's scratch models), each decoding
 step runs the model's layers directly rather than through its ``forward``, which at batch 1 on a
 CPU spends more time on per-call work than on the arithmetic; the logits are the same.
 """
@@ -69,14 +69,13 @@ def sample_next_tokens(
     """
     probs = torch.softmax(logits.float() / temperature, dim=-1)  # (B, V)
     sorted_probs, order = probs.sort(dim=-1, descending=True)  # (B, V)
-    before = sorted_probs.cumsum(dim=-1) - sorted_probs  # mass ahead of each token
-    kept = torch.where(before < top_p, sorted_probs, torch.zeros_like(sorted_probs))
-    kept[:, 0] = sorted_probs[:, 0]  # the most probable token always stays
-    cumulative = kept.cumsum(dim=-1)  # (B, V)
-    threshold = uniforms.to(cumulative) * cumulative[:, -1]  # (B,)
-    choice = (cumulative <= threshold[:, None]).sum(dim=-1)  # first index above the threshold
-    choice = torch.minimum(choice, (kept > 0).sum(dim=-1) - 1)  # rounding at the top end
-    return order.gather(1, choice[:, None]).squeeze(1)
+    cumulative = sorted_probs.cumsum(dim=-1)  # (B, V)
+    # the kept tokens are a prefix: those with less than top_p of mass ahead of them (>= 1)
+    kept = ((cumulative - sorted_probs) < top_p).sum(dim=-1, keepdim=True).clamp_(min=1)  # (B, 1)
+    threshold = uniforms.to(cumulative)[:, None] * cumulative.gather(1, kept - 1)  # (B, 1)
+    choice = torch.searchsorted(cumulative, threshold, right=True)  # first index above it
+    choice = torch.minimum(choice, kept - 1)  # rounding at the top end
+    return order.gather(1, choice).squeeze(1)
 
 
 def supports_streaming(model: PreTrainedModel) -> bool:
@@ -112,8 +111,8 @@ def _buffered_layer_class() -> type:
             self._views()
 
         def _views(self) -> None:
-            self.keys = self.key_buffer[:, :, : self.length]
-            self.values = self.value_buffer[:, :, : self.length]
+            self.keys = self.key_buffer.narrow(2, 0, self.length)
+            self.values = self.value_buffer.narrow(2, 0, self.length)
 
         def update(self, key_states, value_states, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN201
             new = key_states.shape[2]
@@ -121,8 +120,8 @@ def _buffered_layer_class() -> type:
                 grow = max(new, self.key_buffer.shape[2])
                 self.key_buffer = _pad_right(self.key_buffer, grow)
                 self.value_buffer = _pad_right(self.value_buffer, grow)
-            self.key_buffer[:, :, self.length : self.length + new] = key_states
-            self.value_buffer[:, :, self.length : self.length + new] = value_states
+            self.key_buffer.narrow(2, self.length, new).copy_(key_states)
+            self.value_buffer.narrow(2, self.length, new).copy_(value_states)
             self.length += new
             self._views()
             return self.keys, self.values
@@ -335,23 +334,32 @@ DecodeStep = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, Any], torch.Ten
 
 
 def _llama_decoder(model: PreTrainedModel) -> DecodeStep | None:
-    """A decoding step for transformers' own full-precision ``LlamaForCausalLM``, or None for
-    any other model (adapters, quantized layers, other architectures: they go through their
-    ``forward``).
+    """A decoding step for transformers' own ``LlamaForCausalLM`` in float32, or None for any
+    other model (adapters, quantized layers, half precision, other architectures, scaled rotary
+    embeddings: they go through their ``forward``).
 
     The step computes what the model's forward computes for one new token per row, from the
     same weights, without the forward's per-call work (mask building, output objects, module
-    hooks) and with the query/key/value and gate/up projections each packed into one matrix:
-    at batch 1 on a CPU that work costs more than the small model's arithmetic. The weights are
-    packed when this is called, so call it again after changing them.
+    hooks): at batch 1 on a CPU that work costs more than the small model's arithmetic. Fewer,
+    larger operations do the same sums:
+
+    - one matrix multiplication per layer gives the queries, keys and values *and* the queries
+      and keys with their halves swapped and one negated (``rotate_half``), from weight rows
+      permuted the same way, so the rotary embedding is a multiply-add;
+    - cos and sin come from a table of positions, not from the rotary module each step;
+    - the residual additions are fused into the output projections (``addmm``);
+    - no attention mask is built when no row has padding.
+
+    The weights are read when this is called, so call it again after changing them.
     """
     from transformers import LlamaForCausalLM
-    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
     if (
         type(model) is not LlamaForCausalLM
         or getattr(model, "is_quantized", False)
+        or model.dtype != torch.float32  # in half precision the fused sums round differently
         or model.config._attn_implementation not in ("sdpa", "eager")
+        or getattr(model.model.rotary_emb, "rope_type", "default") != "default"
     ):
         return None
     base = model.model
@@ -362,60 +370,113 @@ def _llama_decoder(model: PreTrainedModel) -> DecodeStep | None:
         projections += (mlp.gate_proj, mlp.up_proj, mlp.down_proj)
         if any(type(p) is not torch.nn.Linear for p in projections):
             return None
+        head_dim = attention.head_dim
+        heads = attention.q_proj.out_features // head_dim
+        kv_heads = attention.k_proj.out_features // head_dim
+        rotated = [_Rotated(attention.q_proj, heads), _Rotated(attention.k_proj, kv_heads)]
         layers.append(
-            {
-                "qkv": _packed(attention.q_proj, attention.k_proj, attention.v_proj),
-                "split": (attention.q_proj.out_features, attention.k_proj.out_features),
-                "o": (attention.o_proj.weight, attention.o_proj.bias),
-                "gate_up": _packed(mlp.gate_proj, mlp.up_proj),
-                "down": (mlp.down_proj.weight, mlp.down_proj.bias),
-                "act": mlp.act_fn,
-                "norms": (layer.input_layernorm, layer.post_attention_layernorm),
-                "head_dim": attention.head_dim,
-                "scaling": attention.scaling,
-            }
+            (
+                _packed(attention.q_proj, attention.k_proj, attention.v_proj, *rotated),
+                (heads, kv_heads, head_dim),
+                attention.scaling,
+                _transposed(attention.o_proj),
+                _packed(mlp.gate_proj, mlp.up_proj),
+                mlp.act_fn,
+                _transposed(mlp.down_proj),
+                layer.input_layernorm,
+                layer.post_attention_layernorm,
+            )
         )
-    linear = torch.nn.functional.linear
+    functional = torch.nn.functional
+    embeddings = base.embed_tokens.weight
+    rotary = _RotaryTable(base.rotary_emb, embeddings)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def step(
         tokens: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor, cache: Any
     ) -> torch.Tensor:
         batch = len(tokens)
-        x = base.embed_tokens(tokens[:, None])  # (B, 1, H)
-        cos, sin = base.rotary_emb(x, positions[:, None])  # (B, 1, head_dim)
-        bias = torch.zeros(mask.shape, dtype=x.dtype, device=x.device)
-        bias = bias.masked_fill(mask == 0, float("-inf"))[:, None, None, :]  # (B, 1, 1, S)
-        for p, layer_cache in zip(layers, cache.layers, strict=True):
-            h = _rms_norm(x, p["norms"][0])
-            q_size, kv_size = p["split"]
-            q, k, v = linear(h, *p["qkv"]).split((q_size, kv_size, kv_size), dim=-1)
-            shape = (batch, 1, -1, p["head_dim"])
-            q = q.view(shape).transpose(1, 2)  # (B, heads, 1, head_dim)
-            q, k = apply_rotary_pos_emb(q, k.view(shape).transpose(1, 2), cos, sin)
-            k, v = layer_cache.update(k, v.view(shape).transpose(1, 2))[:2]  # (B, kv, S, d)
-            o = torch.nn.functional.scaled_dot_product_attention(
-                q, k, v, attn_mask=bias, scale=p["scaling"], enable_gqa=k.shape[1] != q.shape[1]
-            )
-            x = x + linear(o.transpose(1, 2).reshape(batch, 1, -1), *p["o"])
-            gate, up = linear(_rms_norm(x, p["norms"][1]), *p["gate_up"]).chunk(2, dim=-1)
-            x = x + linear(p["act"](gate) * up, *p["down"])
-        return model.lm_head(_rms_norm(x[:, -1], base.norm))
+        x = functional.embedding(tokens, embeddings)  # (B, H)
+        cos, sin = rotary(positions, mask.shape[1])  # (B, 1, head_dim) each
+        bias = None  # (B, 1, 1, S) -inf at padding
+        if not bool(mask.all()):
+            bias = torch.zeros(mask.shape, dtype=x.dtype, device=x.device)
+            bias = bias.masked_fill_(mask == 0, float("-inf"))[:, None, None, :]
+        for (qkv, shape, scaling, o, gate_up, act, down, norm1, norm2), layer_cache in zip(
+            layers, cache.layers, strict=True
+        ):
+            heads, kv_heads, head_dim = shape
+            rotating = (heads + kv_heads) * head_dim
+            out = functional.linear(_rms_norm(x, norm1), *qkv)  # (B, (2 heads + 3 kv_heads) d)
+            qk, v, qk_swapped = out.split((rotating, kv_heads * head_dim, rotating), dim=1)
+            qk = qk.view(batch, heads + kv_heads, head_dim)
+            qk = torch.addcmul(qk * cos, qk_swapped.view(qk.shape), sin)  # rotary embedding
+            q = qk[:, :heads, None]  # (B, heads, 1, d)
+            k, v = layer_cache.update(qk[:, heads:, None], v.view(batch, kv_heads, 1, head_dim))[:2]
+            attended = functional.scaled_dot_product_attention(
+                q, k, v, attn_mask=bias, scale=scaling, enable_gqa=kv_heads != heads
+            )  # (B, heads, 1, d)
+            x = _add_linear(x, attended.reshape(batch, heads * head_dim), *o)
+            gate, up = functional.linear(_rms_norm(x, norm2), *gate_up).chunk(2, dim=-1)
+            x = _add_linear(x, act(gate) * up, *down)
+        return model.lm_head(_rms_norm(x, base.norm))
 
     return step
 
 
-def _packed(*layers: torch.nn.Linear) -> tuple[torch.Tensor, torch.Tensor | None]:
+class _Rotated:
+    """The weight (and bias) rows of a query or key projection reordered so that its output is
+    ``rotate_half`` of the projection's: per head, the second half negated, then the first."""
+
+    def __init__(self, projection: torch.nn.Linear, heads: int) -> None:
+        self.weight = self._swap(projection.weight, heads)
+        self.bias = None if projection.bias is None else self._swap(projection.bias, heads)
+
+    @staticmethod
+    def _swap(rows: torch.Tensor, heads: int) -> torch.Tensor:
+        per_head = rows.reshape(heads, 2, -1, *rows.shape[1:])  # (heads, 2, d / 2, ...)
+        return torch.cat([-per_head[:, 1:], per_head[:, :1]], dim=1).reshape(rows.shape)
+
+
+class _RotaryTable:
+    """cos and sin of the model's rotary embedding by position, from a table that grows."""
+
+    def __init__(self, rotary: torch.nn.Module, like: torch.Tensor) -> None:
+        self.rotary, self.like = rotary, like
+        self.table = torch.empty(0, 2, 0)  # (positions, cos / sin, head_dim)
+
+    def __call__(self, positions: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, 1, d)`` cos and sin at ``positions``, all below ``length``."""
+        if length > len(self.table):
+            every = torch.arange(max(length, 2 * len(self.table), 256), device=self.like.device)
+            cos, sin = self.rotary(self.like, every[None])  # (1, P, d) each
+            self.table = torch.stack([cos[0], sin[0]], dim=1)
+        both = self.table[positions]  # (B, 2, d)
+        return both[:, :1], both[:, 1:]
+
+
+def _packed(*layers: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The weights (and biases) of linear layers on the same input, stacked into one."""
     weight = torch.cat([layer.weight for layer in layers])
     has_bias = layers[0].bias is not None
     return weight, torch.cat([layer.bias for layer in layers]) if has_bias else None
 
 
+def _transposed(layer: torch.nn.Linear) -> tuple[torch.Tensor, torch.Tensor | None]:
+    return layer.weight.t(), layer.bias
+
+
+def _add_linear(
+    x: torch.Tensor, inputs: torch.Tensor, weight_t: torch.Tensor, bias: torch.Tensor | None
+) -> torch.Tensor:
+    """``x + linear(inputs)``, the addition fused into the multiplication."""
+    x = torch.addmm(x, inputs, weight_t)
+    return x if bias is None else x + bias
+
+
 def _rms_norm(x: torch.Tensor, norm: torch.nn.Module) -> torch.Tensor:
-    """LLaMA's RMSNorm as one fused op, computed in float32 as transformers does."""
-    normed = torch.nn.functional.rms_norm(x.float(), (x.shape[-1],), eps=norm.variance_epsilon)
-    return norm.weight * normed.to(x.dtype)
+    """LLaMA's RMSNorm of a float32 input as one op, its weight included."""
+    return torch.nn.functional.rms_norm(x, x.shape[-1:], norm.weight, norm.variance_epsilon)
 
 
 def _cache_keyword(model: PreTrainedModel) -> str:

@@ -93,36 +93,63 @@ def test_greedy_stream_equals_uncached_decoding_through_refills(tokenizer) -> No
             assert finished[i].text is None  # cut at max_new_tokens
 
 
-def test_llama_decoding_step_equals_the_model_forward_with_padding_and_grouped_heads(
-    tokenizer, make_tiny_llama
+@pytest.mark.parametrize(
+    ("overrides", "prompts"),
+    [
+        ({}, PROMPTS[:4]),  # prompts of different lengths: left padding in the cache
+        ({}, PROMPTS[:1]),  # one row, no padding: no attention mask
+        ({"attention_bias": True, "mlp_bias": True}, PROMPTS[2:5]),
+    ],
+    ids=["padded", "one-row", "biases"],
+)
+def test_llama_decoding_step_equals_the_model_forward(
+    tokenizer, make_tiny_llama, overrides: dict, prompts: list[str]
 ) -> None:
-    model = make_tiny_llama(tokenizer).eval()  # 4 query heads share 2 key/value heads
+    model = make_tiny_llama(tokenizer, **overrides).eval()  # 4 query heads share 2 kv heads
+    if "mlp_bias" in overrides:  # random biases: transformers initialises them to zero
+        with torch.no_grad():
+            for name, parameter in model.named_parameters():
+                if name.endswith("bias"):
+                    parameter.normal_()
     step = _llama_decoder(model)
     assert step is not None
+    config = llm.SamplingConfig(max_new_tokens=8)
+    flight = _Rows()
+    flight.join(_encode(model, tokenizer, list(enumerate(prompts)), seed=0, config=config))
+    assert (flight.mask == 0).any() == (len(set(map(len, tokenizer(prompts)["input_ids"]))) > 1)
+    for _ in range(3):  # steps that grow the cache
+        mask = torch.cat([flight.mask, flight.mask.new_ones(len(flight), 1)], dim=1)
+        cache = copy.deepcopy(flight.cache)
+        with torch.no_grad():
+            expected = model(
+                input_ids=flight.last[:, None],
+                attention_mask=mask,
+                position_ids=flight.positions[:, None],
+                cache_position=torch.tensor([mask.shape[1] - 1]),
+                use_cache=True,
+                **{_cache_keyword(model): cache},
+            ).logits[:, -1]
+            got = step(flight.last, flight.positions, mask, flight.cache)
+        torch.testing.assert_close(got, expected)
+        for mine, theirs in zip(flight.cache.layers, cache.layers, strict=True):
+            torch.testing.assert_close(mine.keys, theirs.keys)  # the same new cache column
+            torch.testing.assert_close(mine.values, theirs.values)
+        flight.mask, flight.positions = mask, flight.positions + 1
+        flight.last = expected.argmax(dim=-1)
+
+
+def test_llama_decoding_step_is_only_for_plain_llama_models(tokenizer, make_tiny_llama) -> None:
     from peft import LoraConfig, get_peft_model
 
     adapted = get_peft_model(make_tiny_llama(tokenizer), LoraConfig(r=2, target_modules=["q_proj"]))
     assert _llama_decoder(adapted) is None  # adapters: through the model's forward
     assert _llama_decoder(adapted.get_base_model()) is None  # LoRA layers inside
-    config = llm.SamplingConfig(max_new_tokens=8)
-    flight = _Rows()  # prompts of different lengths: left padding in the cache
-    flight.join(_encode(model, tokenizer, list(enumerate(PROMPTS[:4])), seed=0, config=config))
-    assert (flight.mask == 0).any()
-    mask = torch.cat([flight.mask, flight.mask.new_ones(len(flight), 1)], dim=1)
-    cache = copy.deepcopy(flight.cache)
-    with torch.no_grad():
-        expected = model(
-            input_ids=flight.last[:, None],
-            attention_mask=mask,
-            position_ids=flight.positions[:, None],
-            cache_position=torch.tensor([mask.shape[1] - 1]),
-            use_cache=True,
-            **{_cache_keyword(model): cache},
-        ).logits[:, -1]
-        got = step(flight.last, flight.positions, mask, flight.cache)
-    torch.testing.assert_close(got, expected)
-    for mine, theirs in zip(flight.cache.layers, cache.layers, strict=True):
-        torch.testing.assert_close(mine.keys, theirs.keys)  # the same new cache column
+    scaled = make_tiny_llama(
+        tokenizer, rope_parameters={"rope_type": "linear", "factor": 2.0, "rope_theta": 1e4}
+    )
+    assert _llama_decoder(scaled) is None  # scaled rotary embeddings: not from the table
+    half = make_tiny_llama(tokenizer).to(torch.bfloat16)
+    assert _llama_decoder(half) is None  # its fused sums would round differently
 
 
 def test_a_draw_does_not_depend_on_the_rows_beside_it(tokenizer) -> None:
