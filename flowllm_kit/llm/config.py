@@ -230,8 +230,8 @@ LLM_PRESETS: dict[str, LLMConfig] = {
     # passes over MP-20 val, ~12 minutes) teach the model the format (>= 95% of unconditional
     # samples parse) but not to copy the formula of its prompt, so the pair set is built with
     # composition-constrained decoding (flowllm_kit.llm.constrain), not the paper's rejection.
-    # With tied embeddings and formula-or-nothing prompts, 7,000 steps (48 minutes) still leave
-    # it far from that (benchmarks/results/llm_formula.md).
+    # With tied embeddings and formula-or-nothing prompts, 16,000 steps (about 2.5 hours here)
+    # bring it to 25% of held-out formulas (benchmarks/results/llm_formula.md).
     "demo": LLMConfig(
         scratch=SCRATCH_PRESETS["demo"],
         finetune=FinetuneConfig(
