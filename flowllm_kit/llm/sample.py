@@ -209,6 +209,17 @@ def composition_agreement(
     )
 
 
+def _check_finite(model: PreTrainedModel) -> None:
+    """Raise if a floating-point weight of ``model`` holds NaN or infinity."""
+    for name, parameter in model.named_parameters():
+        if parameter.is_floating_point() and not bool(torch.isfinite(parameter).all()):
+            raise ValueError(
+                f"the model's weight {name!r} holds NaN or infinite values, so it cannot be "
+                f"sampled: its training diverged (try a lower learning rate, or an earlier "
+                f"checkpoint of the run)"
+            )
+
+
 def _judge(text: str | None, draw: int, accept: Accept | None, decode: Callable) -> dict:
     from flowllm_kit.text import ParseError
 
@@ -266,11 +277,16 @@ def sample_crystals(
 
     Returns:
         A :class:`SampleResult` with the first ``num_crystals`` crystals in draw order.
+
+    Raises:
+        ValueError: If some weight of ``model`` is NaN or infinite (a diverged training run),
+            which would otherwise surface as an obscure error deep inside the sampling.
     """
     from tqdm.auto import tqdm
 
     from flowllm_kit import text
 
+    _check_finite(model)
     start = time.perf_counter()
     max_draws = 20 * num_crystals if max_draws is None else max_draws
     prompt_of = _prompt_function(prompts if prompts is not None else text.generation_prompt())

@@ -154,6 +154,19 @@ def test_generate_texts_with_a_real_model(tiny_llama_dir: Path, cache: str) -> N
     assert texts == [None, None] and num_tokens == 12
 
 
+@pytest.mark.parametrize("continuous", [False, True])
+def test_a_diverged_model_is_refused_by_name(tiny_llama_dir: Path, continuous: bool) -> None:
+    from flowllm_kit.llm import load_model
+
+    model, tokenizer = load_model(tiny_llama_dir)
+    config = SamplingConfig(max_new_tokens=8, batch_size=2, continuous=continuous)
+    assert sample_crystals(model, tokenizer, num_crystals=1, config=config, max_draws=2).num_draws
+    with torch.no_grad():
+        model.model.layers[0].mlp.up_proj.weight[3, 1] = float("nan")
+    with pytest.raises(ValueError, match=r"'model\.layers\.0\.mlp\.up_proj\.weight'.*diverged"):
+        sample_crystals(model, tokenizer, num_crystals=1, config=config, max_draws=2)
+
+
 def _salt(*atomic_numbers: int) -> Crystal:
     n = len(atomic_numbers)
     return Crystal(
