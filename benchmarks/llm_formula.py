@@ -16,12 +16,14 @@ formula; this script measures where it stands, in two ways:
 Usage::
 
     python benchmarks/llm_formula.py train --out DIR --steps 3000 --tie --conditioning formula \
-        [--init MODEL_DIR] [--learning-rate 3e-3] [--save-every 500]
+        [--init MODEL_DIR] [--learning-rate 3e-3] [--batch-size 16] [--layers 4] \
+        [--save-every 500]
     python benchmarks/llm_formula.py evaluate DIR/model DIR/checkpoints/checkpoint-500 ...
 
-``train`` fine-tunes the demo-preset architecture on all of MP-20 val with the kit's
-``finetune`` (batch 16, cosine schedule, checkpoints every ``--save-every`` steps); ``evaluate``
-prints one JSON line per model folder or checkpoint. Results: ``results/llm_formula.md``.
+``train`` fine-tunes the demo-preset architecture (``--layers`` changes its depth) on all of
+MP-20 val with the kit's ``finetune`` (batch 16 unless ``--batch-size``, cosine schedule,
+checkpoints every ``--save-every`` steps); ``evaluate`` prints one JSON line per model folder
+or checkpoint. Results: ``results/llm_formula.md``.
 """
 
 from __future__ import annotations
@@ -42,10 +44,13 @@ from flowllm_kit.data import load_dataset
 def train(args: argparse.Namespace) -> None:
     tokenizer = text.build_tokenizer()
     config = llm.llm_preset("demo")
-    scratch = dataclasses.replace(config.scratch, tie_word_embeddings=args.tie)
+    scratch = dataclasses.replace(
+        config.scratch, tie_word_embeddings=args.tie, num_layers=args.layers
+    )
     finetune = dataclasses.replace(
         config.finetune,
         max_steps=args.steps,
+        batch_size=args.batch_size,
         learning_rate=args.learning_rate,
         warmup_steps=min(50, args.steps // 10),
         conditioning=args.conditioning,
@@ -153,6 +158,8 @@ def main() -> None:
     trainer.add_argument("--out", type=Path, required=True)
     trainer.add_argument("--steps", type=int, default=3000)
     trainer.add_argument("--learning-rate", type=float, default=3e-3)
+    trainer.add_argument("--batch-size", type=int, default=16)
+    trainer.add_argument("--layers", type=int, default=4, help="decoder blocks (demo: 4)")
     trainer.add_argument("--tie", action="store_true", help="tie input and output embeddings")
     trainer.add_argument("--conditioning", default="formula", choices=text.CONDITIONINGS)
     trainer.add_argument("--init", type=Path, default=None, help="start from these weights")
