@@ -344,6 +344,7 @@ def _drawn_pixels(png: bytes) -> int:
 
 @pytest.mark.slow
 def test_slider_moves_the_crystal_in_the_browser(viewer_url: str, browser, tmp_path: Path) -> None:
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
@@ -361,7 +362,14 @@ def test_slider_moves_the_crystal_in_the_browser(viewer_url: str, browser, tmp_p
             By.CSS_SELECTOR, f"#CT{STRUCTURE_ID}_scene canvas"
         ).screenshot_as_png
 
-    wait.until(lambda _: info().startswith(f"step 0 of {NUM_STEPS}"))
+    try:
+        wait.until(lambda _: info().startswith(f"step 0 of {NUM_STEPS}"))
+    except TimeoutException:
+        # Seen once in CI, with the other pytest worker keeping both cores busy: the page had
+        # not shown its first frame after 90 s. One reload; a viewer that cannot draw fails
+        # again.
+        browser.refresh()
+        wait.until(lambda _: info().startswith(f"step 0 of {NUM_STEPS}"))
     wait.until(lambda _: browser.find_elements(By.CSS_SELECTOR, f"#CT{STRUCTURE_ID}_scene canvas"))
     wait.until(lambda _: _drawn_pixels(scene()) > 500)  # the crystal is drawn, not only axes
     time.sleep(1)  # let three.js finish the frame
