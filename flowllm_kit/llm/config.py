@@ -231,10 +231,11 @@ LLM_PRESETS: dict[str, LLMConfig] = {
         sampling=SamplingConfig(batch_size=16, max_new_tokens=448, continuous=True),
         pairs=PairConfig(num_pairs=16, max_draws=512),
     ),
-    # Demo: sized for make demo's ~75 minutes on 2 CPU cores. 8,480 steps of 32 texts (30
-    # passes over MP-20 val, about 50 minutes), with the formula alone or nothing in the prompts
-    # (formula following takes many passes: on a GPU this recipe's curve rose from nothing at 7
-    # passes to half of held-out formulas by 40; benchmarks/results/llm_formula.md).
+    # Demo: about an hour of make demo on 2 CPU cores (60.6 minutes at c010a84), most of it
+    # 8,480 steps of 32 texts (30 passes over MP-20 val, 49 minutes) with the formula alone or
+    # nothing in the prompts. Formula following takes many passes: on a GPU a model of this width
+    # wrote half of the held-out reduced formulas after 40 passes at batch 64; this CPU run
+    # reaches 2-7% (benchmarks/results/llm_formula.md).
     "demo": LLMConfig(
         scratch=SCRATCH_PRESETS["demo"],
         finetune=FinetuneConfig(
