@@ -20,7 +20,8 @@ Usage::
         [--save-every 500]
     python benchmarks/llm_formula.py evaluate DIR/model DIR/checkpoints/checkpoint-500 ...
 
-``train`` fine-tunes the demo-preset architecture (``--layers`` changes its depth) on all of
+``train`` fine-tunes a model of the demo preset's width (128): 4 blocks unless ``--layers``,
+embeddings untied unless ``--tie`` (the demo preset itself now has 2 blocks, tied), on all of
 MP-20 val with the kit's ``finetune`` (batch 16 unless ``--batch-size``, cosine schedule,
 checkpoints every ``--save-every`` steps); ``evaluate`` prints one JSON line per model folder
 or checkpoint. Results: ``results/llm_formula.md``.
@@ -159,7 +160,7 @@ def main() -> None:
     trainer.add_argument("--steps", type=int, default=3000)
     trainer.add_argument("--learning-rate", type=float, default=3e-3)
     trainer.add_argument("--batch-size", type=int, default=16)
-    trainer.add_argument("--layers", type=int, default=4, help="decoder blocks (demo: 4)")
+    trainer.add_argument("--layers", type=int, default=4, help="decoder blocks (demo preset: 2)")
     trainer.add_argument("--tie", action="store_true", help="tie input and output embeddings")
     trainer.add_argument("--conditioning", default="formula", choices=text.CONDITIONINGS)
     trainer.add_argument("--init", type=Path, default=None, help="start from these weights")
