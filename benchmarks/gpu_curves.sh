@@ -4,7 +4,10 @@
 # carried along (see benchmarks/results/gpu.md, "How to rerun") and $OUT set. CURVES picks the
 # set: "recipes" (default: width, depth, batch, learning rate and prompts against the CPU
 # recipe, each for CURVE_SECONDS of training and evaluation) or "passes" (batch size and depth
-# at a fixed 20 passes over MP-20 val, and batch 64 for 60). GPU_TINY=1 checks it on a CPU.
+# at a fixed 20 passes over MP-20 val, and batch 64 for 60) or "trainer" (the demo preset's
+# recipe through the kit's Trainer against the plain loop: length grouping, fp32 against bf16,
+# a second seed, and 40 passes) or "small-batch" (random order at batch 16 and 32, learning
+# rate, seed, 40 passes). GPU_TINY=1 checks it on a CPU.
 # Results: benchmarks/results/llm_formula.md.
 set -u
 OUT=${OUT:-gpu_out}
@@ -32,6 +35,26 @@ if [ "${CURVES:-recipes}" = recipes ]; then
     curve deep --width 128 --layers 8 --heads 4 --batch 16 --lr 3e-3 &
     curve wide --width 256 --layers 4 --heads 8 --batch 16 --lr 2e-3 &
     curve random --width 128 --layers 4 --heads 4 --batch 16 --lr 3e-3 --conditioning random &
+elif [ "${CURVES}" = trainer ]; then
+    # The demo preset: 2 blocks, batch 32, lr 3e-3, 8,480 steps (30 passes), fp32 as on a CPU.
+    demo="--layers 2 --batch 32 --lr 3e-3 --max-steps 8480 --milestones 2000,4000,6000"
+    curve trDemo --trainer --group-by-length --fp32 $demo &
+    curve trDemoSeed1 --trainer --group-by-length --fp32 --seed 1 $demo &
+    curve trRandomOrder --trainer --fp32 $demo &
+    curve plainFp32 --fp32 $demo &
+    curve plainBf16 $demo &
+    curve plainB64P40 --layers 2 --batch 64 --lr 3e-3 --max-steps 5655 --milestones 2830,4240 &
+    curve trDemoP40 --trainer --group-by-length --fp32 --layers 2 --batch 32 --lr 3e-3 \
+        --max-steps 11310 --milestones 4000,8480 &
+elif [ "${CURVES}" = small-batch ]; then
+    # Random order, fp32, 2 blocks: batch 16 against 32, a higher learning rate, a second seed,
+    # and 40 passes, to pick a CPU recipe that copies more formulas in about an hour.
+    curve b16 --fp32 --layers 2 --batch 16 --lr 3e-3 --max-steps 16965 --milestones 11310 &
+    curve b16lr2e-3 --fp32 --layers 2 --batch 16 --lr 2e-3 --max-steps 16965 --milestones 11310 &
+    curve b32lr5e-3 --fp32 --layers 2 --batch 32 --lr 5e-3 --max-steps 8480 --milestones 5655 &
+    curve b32seed1 --fp32 --layers 2 --batch 32 --lr 3e-3 --max-steps 8480 --seed 1 \
+        --milestones 5655 &
+    curve b32p40 --fp32 --layers 2 --batch 32 --lr 3e-3 --max-steps 11310 --milestones 8480 &
 else
     # 565 steps of 16 are one pass over MP-20 val's 9,047 crystals.
     curve b32p20 --layers 4 --batch 32 --lr 3e-3 --max-steps 5650 &
@@ -42,5 +65,12 @@ else
     curve b64p60 --layers 4 --batch 64 --lr 3e-3 --max-steps 8500 &
 fi
 wait
-grep -hE "Error|Traceback" "$OUT"/curve_*.log | sort | uniq -c | tail -n 20
-tail -qn 1 "$OUT"/curve_*.log | cut -c 1-300
+# One file of rows and one of logs: a device call brings back only a few files.
+cat "$OUT"/curve_*.jsonl >"$OUT/curves.jsonl" && rm -f "$OUT"/curve_*.jsonl
+for log in "$OUT"/curve_*.log; do
+    echo "== $log"
+    grep -E '"step"' "$log"
+    grep -vE '"step"' "$log" | tail -n 8
+done >"$OUT/curves.log" && rm -f "$OUT"/curve_*.log
+grep -hE "Error|Traceback" "$OUT/curves.log" | sort | uniq -c | tail -n 20
+grep -E '"step"' "$OUT/curves.log" | cut -c 1-260

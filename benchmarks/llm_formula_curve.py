@@ -86,6 +86,16 @@ def main() -> None:
     parser.add_argument("--untied", action="store_true")
     parser.add_argument("--conditioning", default="formula", choices=text.CONDITIONINGS)
     parser.add_argument("--max-steps", type=int, default=None, help="cap on the planned steps")
+    parser.add_argument(
+        "--milestones", default=None, help="comma-separated evaluation steps (default: MILESTONES)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="weights, data order, augmentation")
+    parser.add_argument("--fp32", action="store_true", help="no bf16 autocast on a GPU")
+    parser.add_argument(
+        "--trainer", action="store_true",
+        help="train with the kit's finetune (the transformers Trainer) instead of the plain loop",
+    )  # fmt: skip
+    parser.add_argument("--group-by-length", action="store_true", help="with --trainer")
     parser.add_argument("--save", action="store_true", help="save the model into OUT")
     parser.add_argument("--tiny", action="store_true", help="CPU check of the script")
     args = parser.parse_args()
@@ -105,11 +115,12 @@ def main() -> None:
         hidden_size=args.width, num_layers=args.layers, num_heads=args.heads,
         intermediate_size=4 * args.width, tie_word_embeddings=not args.untied,
     )  # fmt: skip
-    model = llm.scratch_model(tokenizer, config=scratch, seed=0).to(device).train()
+    model = llm.scratch_model(tokenizer, config=scratch, seed=args.seed).to(device).train()
     finetune = llm.FinetuneConfig(conditioning=args.conditioning)
     dataset = llm.TextDataset(
-        train, tokenizer, render=llm.render_training_text(finetune, tokenizer), max_length=1024
-    )
+        train, tokenizer, render=llm.render_training_text(finetune, tokenizer), max_length=1024,
+        seed=args.seed,
+    )  # fmt: skip
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=args.lr, weight_decay=0.0, fused=device == "cuda"
     )
@@ -124,7 +135,9 @@ def main() -> None:
 
     record = {
         "name": args.name, "width": args.width, "layers": args.layers, "heads": args.heads,
-        "batch": args.batch, "lr": args.lr, "tied": not args.untied,
+        "batch": args.batch, "lr": args.lr, "tied": not args.untied, "seed": args.seed,
+        "loop": "trainer" if args.trainer else "plain", "group_by_length": args.group_by_length,
+        "bf16": device == "cuda" and not args.fp32,
         "conditioning": args.conditioning, "parameters": llm.count_parameters(model),
         "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
     }  # fmt: skip
@@ -136,22 +149,28 @@ def main() -> None:
         log.flush()
         print(args.name, json.dumps(row), flush=True)
 
-    step, epoch, losses, train_seconds = 0, 0, [], 0.0
     milestones = [m for m in MILESTONES if not args.tiny] or [20, 40]
+    if args.milestones:
+        milestones = [int(m) for m in args.milestones.split(",")]
+    if args.trainer:
+        train_with_trainer(args, model, tokenizer, train, targets, scratch, milestones, write)
+        return
+    step, epoch, losses, train_seconds = 0, 0, [], 0.0
     done = False
     while not done:
         dataset.epoch = epoch
         loader = torch.utils.data.DataLoader(
             dataset, batch_size=args.batch, shuffle=True,
             collate_fn=_collate(tokenizer.pad_token_id), num_workers=2, drop_last=True,
-            generator=torch.Generator().manual_seed(epoch),
+            generator=torch.Generator().manual_seed(1000 * args.seed + epoch),
         )  # fmt: skip
         for batch in loader:
             tick = time.perf_counter()
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step)
-            with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
+            bf16 = device == "cuda" and not args.fp32
+            with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
                 loss = model(**batch).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -185,6 +204,52 @@ def main() -> None:
                 done = True
                 break
         epoch += 1
+    if args.save:
+        model.save_pretrained(args.out / f"model_{args.name}", safe_serialization=True)
+
+
+def train_with_trainer(args, model, tokenizer, train, targets, scratch, milestones, write):  # noqa: ANN001
+    """The same curve through :func:`flowllm_kit.llm.finetune`, as notebook 03 trains: the
+    Trainer's optimizer, schedule, data order (length-grouped if asked) and precision."""
+    from transformers import TrainerCallback
+
+    if not args.max_steps:
+        raise SystemExit("--trainer needs --max-steps")
+    start = time.perf_counter()
+    config = llm.LLMConfig(
+        scratch=scratch,
+        finetune=llm.FinetuneConfig(
+            max_steps=args.max_steps, batch_size=args.batch, learning_rate=args.lr,
+            warmup_steps=50, save_steps=10**9, logging_steps=50, seed=args.seed,
+            group_by_length=args.group_by_length, conditioning=args.conditioning,
+            precision="fp32" if args.fp32 else "auto",
+        ),
+    )  # fmt: skip
+    losses: list[float] = []
+
+    class Curve(TrainerCallback):
+        def on_log(self, _args, state, control, logs=None, **kwargs):  # noqa: ANN001, ANN202
+            if logs and "loss" in logs:
+                losses.append(float(logs["loss"]))
+
+        def on_step_end(self, _args, state, control, **kwargs):  # noqa: ANN001, ANN202
+            elapsed = time.perf_counter() - start
+            step = state.global_step
+            last = step >= args.max_steps or elapsed > args.seconds - 20
+            if step in milestones or last:
+                row = {
+                    "step": step, "passes": round(step * args.batch / len(train), 2),
+                    "seconds": round(elapsed, 1), "train_loss": losses[-1] if losses else None,
+                }  # fmt: skip
+                write(row | evaluate(model, tokenizer, targets, tiny=args.tiny))
+            if last:
+                control.should_training_stop = True
+
+    run_dir = Path("/tmp") / f"curve_run_{args.name}"
+    llm.finetune(
+        model, tokenizer, train, run_dir=run_dir, config=config, callbacks=[Curve()],
+        progress_bar=False,
+    )  # fmt: skip
     if args.save:
         model.save_pretrained(args.out / f"model_{args.name}", safe_serialization=True)
 
