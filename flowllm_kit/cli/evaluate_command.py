@@ -26,6 +26,12 @@ def _options(parser: argparse.ArgumentParser) -> None:
         "--relax-steps", type=int, help="most CHGNet FIRE steps (smoke 100, demo 250, paper 1500)"
     )
     parser.add_argument(
+        "--relax-stall-steps",
+        type=int,
+        help="stop a relaxation whose energy has not fallen by 1 meV/atom in this many steps, "
+        "recorded as stalled (default: off, every unconverged crystal runs to --relax-steps)",
+    )
+    parser.add_argument(
         "--n-reference", type=int, help="reference crystals (smoke 40, demo 256, paper all)"
     )
     parser.add_argument(
@@ -129,7 +135,7 @@ def evaluate(args: argparse.Namespace) -> None:
     evaluation = run / "evaluation"
     evaluation.mkdir(parents=True, exist_ok=True)
     cutoffs = next((n for n in metrics.COVERAGE_CUTOFFS if config.dataset.startswith(n)), "mp_20")
-    relax = metrics.RelaxConfig(max_steps=relax_steps)
+    relax = metrics.RelaxConfig(max_steps=relax_steps, stall_steps=args.relax_stall_steps)
     settings = metrics.ReportSettings(
         dataset=cutoffs, min_count=min_count, relax=relax, processes=processes
     )

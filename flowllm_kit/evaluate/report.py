@@ -46,7 +46,9 @@ if TYPE_CHECKING:
 __all__ = ["Report", "ReportSettings", "report"]
 
 # RelaxResult fields copied into the per-structure table.
-_RELAX_COLUMNS = ("initial_energy_per_atom", "final_energy_per_atom", "steps", "converged", "error")
+_RELAX_COLUMNS = (
+    "initial_energy_per_atom", "final_energy_per_atom", "steps", "converged", "stalled", "error"
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -231,6 +233,9 @@ def report(
         results, e_valid, stable_v, meta_v = _stability(
             valid_structures, settings, hull, cache, progress
         )
+        counts["relaxation converged"] = sum(r.converged for r in results)
+        counts["relaxation stalled"] = sum(r.stalled for r in results)
+        counts["relaxation failed"] = sum(not r.ok for r in results)
         index = np.flatnonzero(valid)
         e_hull[index] = e_valid
         stable, meta = np.zeros(n, bool), np.zeros(n, bool)

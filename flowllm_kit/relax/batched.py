@@ -6,11 +6,13 @@ cell filter: the algorithm CHGNet's ``StructOptimizer`` runs through ASE (FIRE +
 mixing, ASE just after), so the two take the same or nearly the same steps to the same minimum.
 torch-sim's own ``optimize`` runner counts steps for the whole batch only, so this loop keeps its
 own per-structure step counts: after every step it checks each structure, retires those that
-converged, failed or ran out of steps, and refills the batch from the queue (in-flight batching).
+converged, failed, ran out of steps or stalled (``RelaxConfig.stall_steps``), and refills the
+batch from the queue (in-flight batching).
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -80,6 +82,8 @@ def relax_in_batches(
     ids: list[int] = []  # input index of each structure in the batch
     steps: list[int] = []  # optimizer steps taken by each
     initial: list[float] = []  # its initial energy per atom
+    lowest: list[float] = []  # its lowest energy per atom that counted as progress
+    idle: list[int] = []  # steps since that energy was reached
     messages: dict[int, str] = {}  # input index -> last error message from the model
 
     def remember_errors(batch_ids: list[int]) -> None:
@@ -103,6 +107,8 @@ def relax_in_batches(
                 ids += [new[b] for b in kept]
                 steps += [0] * len(kept)
                 initial += _per_atom(new_state).tolist()
+                lowest += [math.inf] * len(kept)
+                idle += [0] * len(kept)
             if state is None:
                 continue
 
@@ -114,17 +120,22 @@ def relax_in_batches(
         finished = []
         for b, index in enumerate(ids):
             converged = bool(finite[b]) and float(largest[b]) < config.fmax
+            if float(energies[b]) < lowest[b] - config.stall_tolerance:
+                lowest[b], idle[b] = float(energies[b]), 0
+            stalled = config.stall_steps is not None and idle[b] >= config.stall_steps
             if not bool(finite[b]):
                 reason = messages.get(index, "non-finite energy, forces or stress from the model")
                 on_result(
                     index,
                     RelaxResult.failure(reason, steps=steps[b], initial_energy_per_atom=initial[b]),
                 )
-            elif converged or steps[b] >= config.max_steps:
+            elif converged or stalled or steps[b] >= config.max_steps:
                 final = _structure(state, b, structures[index])
-                on_result(
-                    index, RelaxResult(initial[b], float(energies[b]), final, steps[b], converged)
-                )
+                result = RelaxResult(
+                    initial[b], float(energies[b]), final, steps[b], converged,
+                    stalled=stalled and not converged and steps[b] < config.max_steps,
+                )  # fmt: skip
+                on_result(index, result)
             else:
                 continue
             finished.append(b)
@@ -132,7 +143,9 @@ def relax_in_batches(
         if finished:
             keep = [b for b in range(len(ids)) if b not in set(finished)]
             state = state[keep] if keep else None
-            ids, steps, initial = ([seq[b] for b in keep] for seq in (ids, steps, initial))
+            ids, steps, initial, lowest, idle = (
+                [seq[b] for b in keep] for seq in (ids, steps, initial, lowest, idle)
+            )
             if queue:
                 continue  # refill before stepping
         if state is None:
@@ -145,8 +158,9 @@ def relax_in_batches(
                 message, initial_energy_per_atom=initial[b], steps=steps[b]
             )
             on_result(ids[b], failure)
-        ids, initial = [ids[b] for b in kept], [initial[b] for b in kept]
+        ids, initial, lowest = ([seq[b] for b in kept] for seq in (ids, initial, lowest))
         steps = [steps[b] + 1 for b in kept]
+        idle = [idle[b] + 1 for b in kept]
 
 
 def _isolating_crashes(

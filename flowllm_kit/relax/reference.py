@@ -37,6 +37,9 @@ def relax_structures_reference(
     Args:
         structures: Ordered periodic structures (pymatgen, or kit :class:`Crystal`).
         config: Settings; batch and worker fields are ignored.
+
+    Raises:
+        ValueError: If ``config.stall_steps`` is set (StructOptimizer cannot stop that way).
         progress: Show a progress bar.
 
     Returns:
@@ -46,6 +49,11 @@ def relax_structures_reference(
     from tqdm.auto import tqdm
 
     config = config or RelaxConfig()
+    if config.stall_steps is not None:
+        raise ValueError(
+            "relax_structures_reference runs StructOptimizer, which has no stall test: "
+            f"use a RelaxConfig with stall_steps=None (got {config.stall_steps})"
+        )
     device = str(resolve_device(config.device))
     chgnet = CHGNet.load(model_name=config.model_name, use_device=device, verbose=False)
     optimizer = StructOptimizer(

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import math
 import os
+import queue
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -153,55 +152,78 @@ def _num_workers(config: RelaxConfig) -> int:
 def _relax_in_workers(
     structures: list[Structure], *, config: RelaxConfig, workers: int, on_result: Any
 ) -> None:
-    """Chunks of structures to single-threaded worker processes, each relaxing in batches."""
-    size = min(config.chunk_size, math.ceil(len(structures) / workers))  # every worker busy
-    chunks = [
-        list(range(start, min(start + size, len(structures))))
-        for start in range(0, len(structures), size)
+    """Single-threaded worker processes, each relaxing its share in one in-flight batch.
+
+    Worker ``w`` takes structures ``w, w + workers, ...`` and reports every result the moment it
+    is final, so the cache fills as the run goes and a structure that needs many steps holds up
+    only its own slot in a batch that keeps refilling, never a whole group of others. A worker
+    that dies fails the structures it had not reported; the others carry on.
+    """
+    context = get_context("spawn")  # a forked child would inherit torch's thread pools
+    shares = [list(range(w, len(structures), workers)) for w in range(workers)]
+    shares = [share for share in shares if share]
+    messages = context.Queue()
+    processes = [
+        context.Process(
+            target=_worker_main,
+            args=(w, [structures[i] for i in share], config, messages),
+            daemon=True,
+        )
+        for w, share in enumerate(shares)
     ]
-    # spawn, not fork: a forked child would inherit torch's thread pools in an unknown state.
-    with ProcessPoolExecutor(
-        max_workers=min(workers, len(chunks)),
-        mp_context=get_context("spawn"),
-        initializer=_worker_start,
-        initargs=(config.model_name,),
-    ) as pool:
-        futures = {
-            pool.submit(_worker_relax, [structures[i] for i in chunk], config): chunk
-            for chunk in chunks
-        }
-        for future in as_completed(futures):
-            chunk = futures[future]
+    pending = [set(range(len(share))) for share in shares]
+    failures: dict[int, str] = {}  # worker -> why it stopped early
+    try:
+        for process in processes:
+            process.start()
+        while any(pending):
             try:
-                results = future.result()
-            except Exception as exc:  # noqa: BLE001 (a dead worker fails its chunk, not the run)
-                message = f"{_WORKER_DIED}: {type(exc).__name__}: {exc}"
-                results = [RelaxResult.failure(message)] * len(chunk)
-            for position, result in zip(chunk, results, strict=True):
-                on_result(position, result)
+                worker, position, payload = messages.get(timeout=1.0)
+            except queue.Empty:
+                # Nothing came for a second: whatever a finished worker sent has arrived.
+                for w, process in enumerate(processes):
+                    if pending[w] and not process.is_alive():
+                        reason = failures.get(w, f"exit code {process.exitcode}")
+                        for position in sorted(pending[w]):
+                            on_result(shares[w][position], RelaxResult.failure(
+                                f"{_WORKER_DIED}: {reason}"
+                            ))  # fmt: skip
+                        pending[w].clear()
+                continue
+            if position is None:
+                failures[worker] = payload  # the worker's own account of why it stopped
+                continue
+            pending[worker].discard(position)
+            on_result(shares[worker][position], payload)
+    finally:
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+            process.join()
+        messages.close()
 
 
 # Starting a worker (new interpreter, torch, CHGNet) takes seconds: not worth it for a few.
 _MIN_STRUCTURES_PER_WORKER = 4
 _WORKER_DIED = "worker process failed"
-_WORKER_MODEL: CHGNetModel | None = None
 
 
-def _worker_start(model_name: str) -> None:
-    """Runs once in each worker: one thread, CHGNet loaded."""
+def _worker_main(
+    worker: int, structures: list[Structure], config: RelaxConfig, messages: Any
+) -> None:
+    """A worker process: one thread, CHGNet loaded, every result sent as soon as it is final."""
     from threadpoolctl import threadpool_limits
 
-    global _WORKER_MODEL
-    torch.set_num_threads(1)
-    threadpool_limits(limits=1, user_api="blas")
-    _WORKER_MODEL = CHGNetModel(load_chgnet(model_name, "cpu"), device="cpu")
-
-
-def _worker_relax(structures: list[Structure], config: RelaxConfig) -> list[RelaxResult]:
-    results: list[RelaxResult | None] = [None] * len(structures)
-
-    def keep(position: int, result: RelaxResult) -> None:
-        results[position] = result
-
-    relax_in_batches(structures, model=_WORKER_MODEL, config=config, on_result=keep)
-    return results
+    try:
+        torch.set_num_threads(1)
+        threadpool_limits(limits=1, user_api="blas")
+        model = CHGNetModel(load_chgnet(config.model_name, "cpu"), device="cpu")
+        relax_in_batches(
+            structures,
+            model=model,
+            config=config,
+            on_result=lambda position, result: messages.put((worker, position, result)),
+        )
+    except BaseException as exc:
+        messages.put((worker, None, f"{type(exc).__name__}: {exc}"))
+        raise

@@ -25,6 +25,8 @@ class RelaxResult:
         steps: Optimizer steps taken.
         converged: Whether the largest (filtered) force fell below ``fmax`` within ``max_steps``.
         error: None, or why the structure could not be relaxed.
+        stalled: Stopped before ``max_steps`` because its energy stopped falling
+            (``RelaxConfig.stall_steps``); never converged.
     """
 
     initial_energy_per_atom: float
@@ -33,6 +35,7 @@ class RelaxResult:
     steps: int
     converged: bool
     error: str | None = None
+    stalled: bool = False
 
     @property
     def ok(self) -> bool:
@@ -55,6 +58,7 @@ class RelaxResult:
             "steps": self.steps,
             "converged": self.converged,
             "error": self.error,
+            "stalled": self.stalled,
         }
 
     @classmethod
@@ -75,6 +79,7 @@ class RelaxResult:
             steps=int(data["steps"]),
             converged=bool(data["converged"]),
             error=data["error"],
+            stalled=bool(data.get("stalled", False)),  # absent in caches written before it
         )
 
     @classmethod

@@ -112,6 +112,26 @@ def test_max_steps_stops_unconverged(crystals) -> None:
         assert result.final_structure is not None
 
 
+def test_a_stalled_relaxation_stops_early_on_the_same_trajectory(crystals) -> None:
+    # fmax 1e-6 is never reached: without a stall test every structure runs to max_steps
+    stalled = run(crystals, Counting(), fmax=1e-6, max_steps=400, stall_steps=10)
+    for crystal, result in zip(crystals, stalled, strict=True):
+        assert result.stalled and not result.converged and 10 <= result.steps < 400
+        # the stall test only stops the run: the same number of plain steps lands on the same
+        # structure and energy
+        plain = run([crystal], Counting(), fmax=1e-6, max_steps=result.steps)[0]
+        assert not plain.stalled and plain.steps == result.steps
+        assert plain.final_energy_per_atom == pytest.approx(result.final_energy_per_atom, abs=1e-12)
+        # and running on gains less than the tolerance per stall window, as the test promised
+        longer = run([crystal], Counting(), fmax=1e-6, max_steps=result.steps + 10)[0]
+        assert longer.final_energy_per_atom > result.final_energy_per_atom - 1e-3
+
+
+def test_without_a_stall_test_nothing_stalls(crystals) -> None:
+    for result in run(crystals, Counting(), fmax=1e-6, max_steps=40):
+        assert (result.steps, result.stalled) == (40, False)
+
+
 def test_without_cell_relaxation_the_cell_is_kept(crystals) -> None:
     for crystal, result in zip(crystals, run(crystals, Counting(), relax_cell=False), strict=True):
         np.testing.assert_allclose(

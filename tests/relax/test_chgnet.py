@@ -117,7 +117,7 @@ def test_worker_processes_give_the_same_results(mp20_perturbed) -> None:
     inputs = mp20_perturbed * 3  # 9 structures: enough for two workers (identical ones would
     # be relaxed once, so each copy is moved a little)
     inputs = [perturb_structure(s, seed=i, displacement=0.01) for i, s in enumerate(inputs)]
-    config = RelaxConfig(max_steps=5, num_workers=2, chunk_size=2)
+    config = RelaxConfig(max_steps=5, num_workers=2)
     in_workers = relax_structures(inputs, config=config, progress=False)
     in_process = relax_structures(
         inputs, config=RelaxConfig(max_steps=5, num_workers=1), progress=False
@@ -125,6 +125,22 @@ def test_worker_processes_give_the_same_results(mp20_perturbed) -> None:
     for a, b in zip(in_workers, in_process, strict=True):
         assert a.steps == b.steps
         assert a.final_energy_per_atom == pytest.approx(b.final_energy_per_atom, abs=1e-5)
+
+
+@pytest.mark.slow
+def test_a_failing_worker_fails_its_structures_and_caches_none(mp20_perturbed, tmp_path) -> None:
+    # Workers load CHGNet themselves: an unknown version makes both fail at start-up
+    inputs = [
+        perturb_structure(s, seed=i, displacement=0.01) for i, s in enumerate(mp20_perturbed * 3)
+    ]
+    config = RelaxConfig(model_name="9.9.9", max_steps=2, num_workers=2)  # type: ignore[arg-type]
+    cache = tmp_path / "relax.jsonl"
+    results = relax_structures(inputs, config=config, cache_path=cache, progress=False)
+    assert len(results) == len(inputs)
+    for result in results:
+        assert result.error.startswith("worker process failed: ValueError")
+        assert "9.9.9" in result.error and result.final_structure is None
+    assert not cache.exists() or cache.read_text() == ""  # retried on the next run
 
 
 def test_kit_crystals_in_and_an_element_chgnet_lacks_is_recorded(

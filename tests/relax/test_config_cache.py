@@ -27,7 +27,15 @@ def test_defaults_are_the_reference_settings() -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", [{"fmax": 0.0}, {"max_steps": -1}, {"max_structures_per_batch": 0}, {"num_workers": 0}]
+    "bad",
+    [
+        {"fmax": 0.0},
+        {"max_steps": -1},
+        {"max_structures_per_batch": 0},
+        {"num_workers": 0},
+        {"stall_steps": 0},
+        {"stall_steps": 10, "stall_tolerance": -1e-3},
+    ],
 )
 def test_config_rejects_nonsense(bad: dict) -> None:
     with pytest.raises(ValueError):
@@ -40,6 +48,10 @@ def test_key_ignores_speed_settings_but_not_result_settings() -> None:
     assert relax_key(structure, RelaxConfig(max_structures_per_batch=3, num_workers=1)) == base
     assert relax_key(structure, RelaxConfig(fmax=0.05)) != base
     assert relax_key(structure, RelaxConfig(relax_cell=False)) != base
+    # the stall test changes results only when it is on; off, keys are those written before it
+    assert relax_key(structure, RelaxConfig(stall_tolerance=0.5)) == base
+    stall = relax_key(structure, RelaxConfig(stall_steps=100))
+    assert stall != base and stall != relax_key(structure, RelaxConfig(stall_steps=200))
 
 
 def test_key_is_stable_under_round_trips_and_wrapping() -> None:
@@ -62,6 +74,11 @@ def test_result_json_round_trip_keeps_nan_and_structure() -> None:
     failed = RelaxResult.from_json(RelaxResult.failure("boom").to_json())
     assert math.isnan(failed.final_energy_per_atom) and failed.error == "boom"
     assert failed.final_structure is None and not failed.ok
+    stalled = RelaxResult(-3.5, -3.6, rock_salt(), 200, False, stalled=True)
+    assert RelaxResult.from_json(stalled.to_json()).stalled
+    older = result.to_json()
+    del older["stalled"]  # a cache line written before results had the field
+    assert not RelaxResult.from_json(older).stalled
 
 
 def test_cache_persists_and_skips_a_truncated_line(tmp_path) -> None:
