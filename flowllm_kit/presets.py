@@ -85,9 +85,10 @@ _PRESETS: dict[str, Preset] = {
         num_samples=16,
         threads=1,
     ),
-    # Sized so that make demo finishes within 45 minutes on 2 CPU cores (the README lists the
-    # measured time of each stage). Relaxation dominates the evaluation: 48 crystals per system
-    # at up to 250 FIRE steps; the 256 reference crystals' fingerprints take about 1.5 minutes.
+    # make demo takes about 70 minutes on 2 CPU cores, most of it the LLM's training (the README
+    # lists the measured time of each stage). Relaxation dominates the evaluation: 48 crystals
+    # per system at up to 250 FIRE steps; the 256 reference crystals' fingerprints take about 1.5
+    # minutes.
     "demo": Preset(
         name="demo",
         data=DataConfig(dataset="mp_20", train_split="val", eval_split="test"),

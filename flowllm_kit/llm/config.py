@@ -233,10 +233,11 @@ LLM_PRESETS: dict[str, LLMConfig] = {
         sampling=SamplingConfig(batch_size=16, max_new_tokens=448, continuous=True),
         pairs=PairConfig(num_pairs=16, max_draws=512),
     ),
-    # Demo: about an hour of make demo on 2 CPU cores, most of it 11,310 steps of 16 texts (20
-    # passes over MP-20 val) with the formula alone or nothing in the prompts, in random order.
-    # Formula following takes many passes and is sensitive to the recipe. On a GPU, with this
-    # model and 128 held-out formulas at tau 0.7, P 0.9: this recipe wrote 45 of the reduced
+    # Demo: 11,310 steps of 16 texts (20 passes over MP-20 val) in random order with the formula
+    # alone or nothing in the prompts: 57 of the 72.5 minutes of make demo on 2 CPU cores at
+    # fe6a246, where the model wrote 39% of 256 held-out reduced formulas (28% exactly) at tau 0.7,
+    # P 0.9. Formula following takes many passes and is sensitive to the recipe. On a GPU, with
+    # this model and 128 held-out formulas at tau 0.7, P 0.9: this recipe wrote 45 of the reduced
     # formulas; batch 32 for 30 passes 43 and 28 (two seeds); the Trainer's length-grouped
     # batches (the previous demo's) none at 20 passes; 4 blocks at batch 64 for 40 passes 71
     # (benchmarks/results/llm_formula.md).
