@@ -32,7 +32,9 @@ class RelaxConfig:
     # Stop a structure early, as unconverged and "stalled", once its lowest energy has not
     # dropped by more than stall_tolerance (eV/atom) for stall_steps steps. None: run every
     # unconverged structure to max_steps (REFERENCE §9). Not the paper's protocol: a budget for
-    # generated crystals whose forces never fall below fmax (benchmarks/results/evaluate.md).
+    # generated crystals whose forces never fall below fmax. A budget, not a convergence test:
+    # with 100 steps, two of five stalled crystals were on plateaus that FIRE later left
+    # (benchmarks/results/evaluate.md).
     stall_steps: int | None = None
     stall_tolerance: float = 1e-3
     # Relax the lattice too, through a Fréchet cell filter (ASE's FrechetCellFilter semantics).
