@@ -116,14 +116,7 @@ def main() -> None:
         intermediate_size=4 * args.width, tie_word_embeddings=not args.untied,
     )  # fmt: skip
     model = llm.scratch_model(tokenizer, config=scratch, seed=args.seed).to(device).train()
-    finetune = llm.FinetuneConfig(conditioning=args.conditioning)
-    dataset = llm.TextDataset(
-        train, tokenizer, render=llm.render_training_text(finetune, tokenizer), max_length=1024,
-        seed=args.seed,
-    )  # fmt: skip
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=args.lr, weight_decay=0.0, fused=device == "cuda"
-    )
+    bf16 = device == "cuda" and not args.fp32  # autocast in the plain loop
     warmup = 50
     planned = args.max_steps or 10**9
 
@@ -137,7 +130,7 @@ def main() -> None:
         "name": args.name, "width": args.width, "layers": args.layers, "heads": args.heads,
         "batch": args.batch, "lr": args.lr, "tied": not args.untied, "seed": args.seed,
         "loop": "trainer" if args.trainer else "plain", "group_by_length": args.group_by_length,
-        "bf16": device == "cuda" and not args.fp32,
+        "bf16": bf16,
         "conditioning": args.conditioning, "parameters": llm.count_parameters(model),
         "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
     }  # fmt: skip
@@ -155,6 +148,14 @@ def main() -> None:
     if args.trainer:
         train_with_trainer(args, model, tokenizer, train, targets, scratch, milestones, write)
         return
+    finetune = llm.FinetuneConfig(conditioning=args.conditioning)
+    dataset = llm.TextDataset(
+        train, tokenizer, render=llm.render_training_text(finetune, tokenizer), max_length=1024,
+        seed=args.seed,
+    )  # fmt: skip
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=args.lr, weight_decay=0.0, fused=device == "cuda"
+    )
     step, epoch, losses, train_seconds = 0, 0, [], 0.0
     done = False
     while not done:
@@ -169,7 +170,6 @@ def main() -> None:
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step)
-            bf16 = device == "cuda" and not args.fp32
             with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
                 loss = model(**batch).loss
             loss.backward()
