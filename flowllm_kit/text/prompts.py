@@ -212,6 +212,7 @@ def training_text(
     *,
     eos_token: str,
     conditioning: Conditioning = "random",
+    formula_probability: float = 0.5,
     infill_probability: float = 0.0,
     translate: bool = True,
     permute: bool = False,
@@ -224,8 +225,10 @@ def training_text(
         eos_token: The tokenizer's end-of-sequence token, appended as text.
         conditioning: ``"none"``: unconditional prompt; ``"random"``: the reference's random
             attributes (:func:`sample_attributes`); ``"all"``: every available attribute;
-            ``"formula"``: the formula alone or nothing, each half of the time (the only two
-            prompts FlowLLM samples with).
+            ``"formula"``: the formula alone (with ``formula_probability``) or nothing (the
+            only two prompts FlowLLM samples with).
+        formula_probability: Chance of the formula prompt under ``"formula"`` conditioning
+            (the reference's random attributes include the formula in 4 of 5 texts).
         infill_probability: Chance of an infill example instead (reference: 0.34, see
             :data:`REFERENCE_INFILL_PROBABILITY`); the masked element is that of a random atom.
         translate: Random global translation of the coordinates (reference: on).
@@ -248,7 +251,7 @@ def training_text(
         attributes = list(crystal_attributes(crystal).items())
     elif conditioning == "formula":
         formula = crystal_attributes(crystal)["formula"]
-        attributes = [("formula", formula)] if generator.random() < 0.5 else []
+        attributes = [("formula", formula)] if generator.random() < formula_probability else []
     else:
         choices = ", ".join(map(repr, CONDITIONINGS))
         raise ValueError(f"conditioning must be one of {choices}, got {conditioning!r}")

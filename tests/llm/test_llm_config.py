@@ -6,7 +6,14 @@ import json
 
 import pytest
 
-from flowllm_kit.llm import LLM_PRESETS, LLMConfig, LoRAConfig, ScratchModelConfig, llm_preset
+from flowllm_kit.llm import (
+    LLM_PRESETS,
+    FinetuneConfig,
+    LLMConfig,
+    LoRAConfig,
+    ScratchModelConfig,
+    llm_preset,
+)
 
 
 @pytest.mark.parametrize("name", ["smoke", "demo", "paper"])
@@ -39,4 +46,8 @@ def test_invalid_configs_are_refused() -> None:
         ScratchModelConfig(hidden_size=30, num_heads=4)
     with pytest.raises(ValueError, match="unknown preset"):
         llm_preset("huge")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="pack_length"):
+        FinetuneConfig(pack_length=0)
+    with pytest.raises(ValueError, match="formula_probability"):
+        FinetuneConfig(formula_probability=1.5)
     assert LLMConfig(pretrained="x", lora=LoRAConfig(), quantization="8bit").lora.r == 8

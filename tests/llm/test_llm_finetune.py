@@ -160,3 +160,50 @@ def test_group_by_length_batches_texts_of_similar_length(tokenizer, tmp_path: Pa
         mixed[grouped] = sum(len(w) > 1 for w in widths)
     # The sampler sorts megabatches of 16 texts: at most one mixed batch in each of the four.
     assert mixed[True] <= 4 < 8 <= mixed[False]
+
+
+def test_packed_batches_give_the_padded_loss_and_gradients(tokenizer, small_crystals) -> None:
+    from flowllm_kit.llm.finetune import _collate, _packed_collate
+
+    config = _config(conditioning="formula")
+    model, tokenizer = build_model(config, tokenizer=tokenizer)
+    render = render_training_text(config.finetune, tokenizer)
+    dataset = TextDataset(small_crystals * 2, tokenizer, render=render, max_length=256, seed=1)
+    examples = [dataset[i] for i in range(len(dataset))]
+    lengths = sorted(len(e["input_ids"]) for e in examples)
+    assert lengths[0] < lengths[-1]  # texts of different lengths
+    row_length = lengths[-1] + lengths[0]  # the longest and the shortest share a row
+    padded = _collate(tokenizer.pad_token_id)(examples)
+    packed = _packed_collate(tokenizer.pad_token_id, row_length)(examples)
+    assert packed["input_ids"].shape[0] < len(examples)
+    assert packed["input_ids"].shape[1] <= row_length
+    # Every token is there once, and labelled as in the padded batch.
+    assert (packed["labels"] != -100).sum() == (padded["labels"][:, 1:] != -100).sum()
+
+    def loss_and_grads(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        model.zero_grad()
+        loss = model(**batch).loss
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.parameters()]
+
+    model.train()
+    padded_loss, padded_grads = loss_and_grads(padded)
+    packed_loss, packed_grads = loss_and_grads(packed)
+    torch.testing.assert_close(packed_loss, padded_loss, rtol=1e-5, atol=1e-6)
+    for a, b in zip(packed_grads, padded_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    # Without the restarting positions the texts would see each other: other logits.
+    leaky = {k: v for k, v in packed.items() if k != "position_ids"}
+    with torch.no_grad():
+        assert not torch.allclose(model(**leaky).logits, model(**packed).logits, atol=1e-4)
+
+
+def test_packed_finetune_trains_and_evaluates(tokenizer, small_crystals, tmp_path: Path) -> None:
+    config = _config(pack_length=512, max_steps=4, save_steps=4, eval_steps=2)
+    model, tokenizer = build_model(config, tokenizer=tokenizer)
+    result = finetune(
+        model, tokenizer, small_crystals, eval=small_crystals[:2], run_dir=tmp_path,
+        config=config, progress_bar=False,
+    )  # fmt: skip
+    assert result.global_step == 4 and result.eval_loss is not None
+    assert LLMConfig.from_dict(json.loads((tmp_path / "llm_config.json").read_text())) == config

@@ -193,6 +193,19 @@ def test_training_text_formula_conditioning_is_formula_or_nothing(
     ]
     assert set(texts) == {conditioned, unconditional}
     assert 70 <= texts.count(conditioned) <= 130  # half each: binomial(200, 0.5) within 4.2 sd
+    texts = [
+        training_text(
+            crystal,
+            eos_token="</s>",
+            conditioning="formula",
+            formula_probability=0.8,
+            translate=False,
+            rng=seed,
+        )  # fmt: skip
+        for seed in range(200)
+    ]
+    assert set(texts) == {conditioned, unconditional}
+    assert 139 <= texts.count(conditioned) <= 181  # binomial(200, 0.8) within 3.7 sd
 
 
 def test_training_text_infill_asks_for_the_masked_element() -> None:
