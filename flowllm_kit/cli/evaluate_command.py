@@ -28,8 +28,9 @@ def _options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--relax-stall-steps",
         type=int,
-        help="stop a relaxation whose energy has not fallen by 1 meV/atom in this many steps, "
-        "recorded as stalled (default: off, every unconverged crystal runs to --relax-steps)",
+        help="stop a relaxation whose energy has not fallen by RelaxConfig.stall_tolerance in "
+        "this many steps, recorded as stalled (default: off, every unconverged crystal runs to "
+        "--relax-steps)",
     )
     parser.add_argument(
         "--n-reference", type=int, help="reference crystals (smoke 40, demo 256, paper all)"
