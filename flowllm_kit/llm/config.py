@@ -252,13 +252,12 @@ LLM_PRESETS: dict[str, LLMConfig] = {
     # Demo: 13,000 steps of 16 texts (23 passes over MP-20 val) in random order, the formula in 4
     # of 5 prompts (as often as in the reference's random prompts) and nothing in the others,
     # texts packed into rows of 512 tokens (same gradients as padding, ~1.2x faster on the CPU).
-    # Formula following takes many passes and is sensitive to the recipe. The previous demo (11,310
-    # steps, the formula in half the prompts, padded) wrote 39% of 256 held-out reduced formulas
-    # (28% exactly) at tau 0.7, P 0.9 in 57 minutes of training at fe6a246. On a GPU, with this
-    # model and 128 held-out formulas at tau 0.7, P 0.9: that recipe wrote 45 of the reduced
-    # formulas; batch 32 for 30 passes 43 and 28 (two seeds); the Trainer's length-grouped
-    # batches none at 20 passes; 4 blocks at batch 64 for 40 passes 71
-    # (benchmarks/results/llm_formula.md).
+    # In make demo at 3ee199f (62 minutes of training on 2 CPU cores) the model wrote the reduced
+    # formula in 56% of 256 answers to the 128 held-out formulas (the exact atoms in 36%) at
+    # tau 0.7, P 0.9; the previous recipe (11,310 steps, the formula in half the prompts,
+    # padded) 39% (28%). Formula following takes many passes and is sensitive to the recipe: on
+    # a GPU, the Trainer's length-grouped batches learned no copying in 20 passes, and seeds of
+    # one recipe differed by 15 of 128 formulas (benchmarks/results/llm_formula.md).
     "demo": LLMConfig(
         scratch=SCRATCH_PRESETS["demo"],
         finetune=FinetuneConfig(
