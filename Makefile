@@ -14,11 +14,18 @@ RUN ?= runs/demo
 
 install: $(STAMP)
 
+# Downloads from PyPI are sometimes cut off mid-file: let pip resume a download up to 20 times
+# (pip 25.1 and newer; older pips ignore the variable), and run a failed install again, up to
+# three times in all, before giving up.
+export PIP_RESUME_RETRIES ?= 20
+retry = for attempt in 1 2 3; do $(1) && exit 0; \
+	echo 'failed (attempt '$$attempt' of 3): $(1)' >&2; sleep 20; done; exit 1
+
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet $(TORCH_SPEC)
-	$(PY) -m pip install --quiet -e ".[all]"
+	$(call retry,$(PY) -m pip install --quiet --upgrade pip)
+	$(call retry,$(PY) -m pip install --quiet $(TORCH_SPEC))
+	$(call retry,$(PY) -m pip install --quiet -e ".[all]")
 	touch $(STAMP)
 
 demo: $(STAMP)
