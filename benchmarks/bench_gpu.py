@@ -416,9 +416,7 @@ def llm_train_part(args: argparse.Namespace) -> None:
     sampling = llm.SamplingConfig(batch_size=256, max_new_tokens=448)
 
     targets = held_out[:256] if not args.tiny else held_out[:16]
-    prompts = [
-        text.generation_prompt(formula=text.crystal_attributes(c)["formula"]) for c in targets
-    ]
+    prompts = [text.formula_prompt(c) for c in targets]
     pair_sampling = dataclasses.replace(sampling, temperature=0.9, top_p=0.99)
     conditioned = llm.sample_crystals(
         model,

@@ -127,10 +127,7 @@ def evaluate(args: argparse.Namespace) -> None:
             for conditioned in (True, False):
                 key = f"{split} {'formula' if conditioned else 'unconditional'} prompt"
                 row[key] = element_losses(model, tokenizer, crystals, conditioned=conditioned)
-            prompts = [
-                text.generation_prompt(formula=text.crystal_attributes(c)["formula"])
-                for c in crystals
-            ]
+            prompts = [text.formula_prompt(c) for c in crystals]
             for temperature, top_p in ((0.9, 0.95), (0.7, 0.9)):
                 config = llm.SamplingConfig(
                     temperature=temperature, top_p=top_p, batch_size=32, continuous=True

@@ -49,9 +49,7 @@ def evaluate(model, tokenizer, targets, *, tiny: bool) -> dict:  # noqa: ANN001
         temperature=0.7, top_p=0.9, batch_size=128, max_new_tokens=64 if tiny else 448,
         cache="dynamic",
     )  # fmt: skip
-    prompts = [
-        text.generation_prompt(formula=text.crystal_attributes(c)["formula"]) for c in targets
-    ]
+    prompts = [text.formula_prompt(c) for c in targets]
     answered = llm.sample_crystals(
         model, tokenizer, num_crystals=len(prompts), prompts=prompts, config=config,
         max_draws=len(prompts), progress_bar=False, seed=1,

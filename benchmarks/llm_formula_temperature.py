@@ -52,9 +52,7 @@ def main() -> None:
     print("| formulas | τ | P | parsed / draws | exact | reduced | elements | distinct | s |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name, crystals in splits:
-        prompts = [
-            text.generation_prompt(formula=text.crystal_attributes(c)["formula"]) for c in crystals
-        ]
+        prompts = [text.formula_prompt(c) for c in crystals]
         for setting in args.settings:
             temperature, top_p = map(float, setting.split(","))
             sampling = dataclasses.replace(config.sampling, temperature=temperature, top_p=top_p)

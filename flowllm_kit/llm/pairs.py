@@ -205,7 +205,7 @@ def build_pairs(
         The aligned :class:`PairSet` (with ``config.noise_std`` noise on c0, if set); also
         saved, noise-free, to ``run_dir/pairs.npz``.
     """
-    from flowllm_kit.text import crystal_attributes, generation_prompt
+    from flowllm_kit.text import formula_prompt
 
     if not train:
         raise ValueError("build_pairs needs at least one training crystal")
@@ -216,7 +216,7 @@ def build_pairs(
         return int(np.random.default_rng([seed, draw]).integers(len(train)))
 
     def prompt(draw: int) -> str:
-        return generation_prompt(formula=crystal_attributes(train[target_of(draw)])["formula"])
+        return formula_prompt(train[target_of(draw)])
 
     def accept(crystal: Crystal, draw: int) -> str | None:
         same = Counter(crystal.atomic_numbers.tolist()) == Counter(

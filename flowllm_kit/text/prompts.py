@@ -38,6 +38,7 @@ __all__ = [
     "PROMPT_TEMPLATES",
     "REFERENCE_INFILL_PROBABILITY",
     "crystal_attributes",
+    "formula_prompt",
     "generation_prompt",
     "infill_prompt",
     "mask_element",
@@ -155,6 +156,16 @@ def crystal_attributes(crystal: Crystal) -> dict[Attribute, Any]:
         if math.isfinite(number):
             found[name] = value
     return found
+
+
+def formula_prompt(crystal: Crystal) -> str:
+    """The prompt asking for a crystal with ``crystal``'s formula and nothing else.
+
+    This is the prompt of the pair set (REFERENCE §4) and of formula-following checks. The
+    formula is the one :func:`crystal_attributes` reads: ``properties["formula"]`` (MP-20's
+    reduced formula) when the crystal has it, else ``crystal.formula``.
+    """
+    return generation_prompt(formula=crystal_attributes(crystal)["formula"])
 
 
 def sample_attributes(

@@ -15,6 +15,7 @@ from flowllm_kit.text import (
     crystal_attributes,
     decode,
     encode,
+    formula_prompt,
     generation_prompt,
     infill_prompt,
     mask_element,
@@ -92,6 +93,17 @@ def test_any_subset_of_attributes_gives_a_prompt_in_canonical_order() -> None:
 def test_crystal_attributes_reads_properties_and_skips_missing_values() -> None:
     crystal = chlorides().replace(properties={"band_gap": float("nan"), "e_above_hull": 0.1})
     assert crystal_attributes(crystal) == {"formula": crystal.formula, "e_above_hull": 0.1}
+
+
+def test_formula_prompt_states_the_formula_alone() -> None:
+    crystal = chlorides()  # also has a band gap and a space group: neither goes in
+    formula_sentence = "The chemical formula is {}. "
+    expected = GENERATION_HEADER + formula_sentence.format("CaCoC2Cl") + GENERATION_INSTRUCTION
+    assert formula_prompt(crystal) == expected
+    bare = crystal.replace(properties={})
+    assert formula_prompt(bare) == (
+        GENERATION_HEADER + formula_sentence.format(bare.formula) + GENERATION_INSTRUCTION
+    )
 
 
 def test_random_attributes_follow_the_reference_scheme(mp20_subset: list[Crystal]) -> None:
