@@ -152,7 +152,7 @@ class TrainConfig:
     seed: int = 0  # fixes shuffling, t and base samples: same seed, same run
     device: Literal["auto", "cpu", "cuda"] = "auto"  # "auto": CUDA when available
     # CUDA only: torch.use_deterministic_algorithms (bitwise-repeatable runs, slower). CPU runs
-    # are repeatable without it.
+    # are repeatable without it (see flow/train.py on gathers).
     deterministic: bool = False
     progress: bool = True  # show a tqdm progress bar
     # "bfloat16": forward and backward under torch.autocast (weights, optimizer and EMA stay

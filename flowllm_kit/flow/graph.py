@@ -147,4 +147,8 @@ def displacement_features(displacement: Tensor, num_frequencies: int) -> tuple[T
 
 def pair_displacement(frac_coords: Tensor, graph: CrystalGraph) -> Tensor:
     """``(P, 3)`` shortest torus displacement from each pair's first to its second atom."""
-    return torus.logmap(frac_coords[graph.first], frac_coords[graph.second])
+    first, second = (
+        frac_coords.index_select(0, graph.first),
+        frac_coords.index_select(0, graph.second),
+    )
+    return torus.logmap(first, second)

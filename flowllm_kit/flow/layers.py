@@ -92,7 +92,7 @@ class EdgeInputLayer(nn.Module):
             odd_weight = torch.cat([odd_weight, self.direction.weight], dim=1)
         even = self.cosines(pairs.cosines)  # (P, H)
         odd = F.linear(pairs.odd, odd_weight)  # (P, H)
-        crystal = self.crystal(pairs.crystal)[graph.atom_crystal]  # (N, H)
+        crystal = self.crystal(pairs.crystal).index_select(0, graph.atom_crystal)  # (N, H)
         receiver = self.receiver(h) + crystal  # (N, H), bias included
         table = torch.cat([receiver, self.sender(h), even, odd])  # (2N + 2P, H)
         # Each edge sums four table rows (receiver, sender, even, +-odd) in one pass.

@@ -154,7 +154,7 @@ class VelocityNetwork(nn.Module):
         t = t.to(f_t.dtype).expand(batch.num_crystals)
         atom_crystal = graph.atom_crystal
 
-        time = time_embedding(t, config.time_dim)[atom_crystal]  # (N, T)
+        time = time_embedding(t, config.time_dim).index_select(0, atom_crystal)  # (N, T)
         h = self.node_init(torch.cat([self.atom_embedding(batch.atomic_numbers), time], dim=-1))
 
         displacement = pair_displacement(f_t, graph)  # (P, 3)
@@ -190,6 +190,6 @@ class VelocityNetwork(nn.Module):
     def _edge_direction(displacement: Tensor, l_t: Tensor, graph: CrystalGraph) -> Tensor:
         """``(P, 3)`` unit Cartesian vectors of the pair displacements."""
         lengths, angles = lattice.unconstrained_to_lattice(l_t)
-        matrix = lattice.params_to_matrix(lengths, angles)[graph.pair_crystal]  # (P, 3, 3)
+        matrix = lattice.params_to_matrix(lengths, angles).index_select(0, graph.pair_crystal)
         cartesian = torch.einsum("pi,pij->pj", displacement, matrix)  # (P, 3)
         return cartesian / cartesian.norm(dim=-1, keepdim=True).clamp(min=1e-8)

@@ -4,7 +4,11 @@ validation loss, checkpoints with exact resume, progress bar.
 Determinism: the crystals of step ``k`` come from a permutation seeded by ``(seed, epoch)``
 and its times and base samples from a generator seeded by ``(seed, k)``, so a run resumed
 from a checkpoint repeats the uninterrupted run exactly (on the CPU; on CUDA also set
-``deterministic=True``, which makes scatter-adds deterministic at some cost).
+``deterministic=True``, which makes scatter-adds deterministic at some cost). On the CPU this
+holds with several threads because the network gathers rows with ``index_select``, whose
+gradient is a serial ``index_add_``: the gradient of ``x[index]`` is an ``index_put_`` that
+adds with parallel atomic float additions, so two runs can differ in the last bits when the
+threads interleave differently (it happened once in the demo's 1,500 FlowLLM steps).
 
 Example::
 

@@ -124,4 +124,4 @@ def remove_mean(v: Tensor, index: Tensor, num_groups: int) -> Tensor:
     Returns:
         Shape ``(N, 3)``.
     """
-    return v - scatter_mean(v, index, num_groups)[index]
+    return v - scatter_mean(v, index, num_groups).index_select(0, index)

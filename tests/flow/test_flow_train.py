@@ -14,7 +14,10 @@ from flowllm_kit.flow import (
     UniformBase,
     VelocityNetwork,
     load_network,
+    path_loss,
     sample,
+    sample_path,
+    sample_times,
 )
 from flowllm_kit.geometry import torus
 
@@ -53,6 +56,31 @@ def test_overfitting_a_few_pairs_drives_samples_to_their_targets(make_pairs):
     length_error = (refined.lengths - x_1.lengths).abs().max()
     assert length_error < 0.1 * (x_0.lengths - x_1.lengths).abs().max()
     assert (refined.angles - x_1.angles).abs().max() < 1.0
+
+
+def test_the_loss_graph_has_no_gather_whose_cpu_gradient_races(make_pairs):
+    """The gradient of ``x[index]`` is an ``index_put_`` that accumulates with parallel atomic
+    float additions on a multi-threaded CPU, so repeated runs can differ in the last bits (the
+    demo's FlowLLM training diverged so once, under load). ``index_select`` backpropagates
+    through a serial ``index_add_``. Every gather on the training loss's path must be one."""
+    pairs = make_pairs(4)
+    torch.manual_seed(0)
+    net = VelocityNetwork.from_preset("smoke", edge_direction=True, num_atoms_embedding=True)
+    x_1 = CrystalBatch.from_crystals([c1 for _, c1 in pairs])
+    x_0 = PairedBase().sample(x_1, x_0=CrystalBatch.from_crystals([c0 for c0, _ in pairs]))
+    x_0.frac_coords.requires_grad_(True)  # also the displacement gathers of the inputs
+    loss = path_loss(net, sample_path(x_0, x_1, sample_times(4)), config=_config().loss).total
+
+    found, stack, seen = set(), [loss.grad_fn], set()
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        found.add(type(node).__name__)
+        stack.extend(child for child, _ in node.next_functions)
+    assert "IndexBackward0" not in found
+    assert "IndexSelectBackward0" in found  # the walk reaches the gathers
 
 
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(make_pairs, tmp_path):
