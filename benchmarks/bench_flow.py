@@ -41,7 +41,13 @@ from flowllm_kit.flow import (
     fully_connected_graph,
     sample,
 )
-from flowllm_kit.flow.graph import displacement_features
+from flowllm_kit.flow.graph import (
+    displacement_features,
+    distance_features,
+    minimum_image_distance,
+    smooth_direction,
+    unit_direction,
+)
 from flowllm_kit.flow.layers import time_embedding
 from flowllm_kit.geometry import lattice, torus
 
@@ -113,23 +119,27 @@ def reference_style_forward(net: VelocityNetwork, batch: CrystalBatch, t: torch.
     config = net.config
     graph = fully_connected_graph(batch.num_atoms)
     receivers, senders, edge_crystal = graph.receivers, graph.senders, graph.edge_crystal
-    f_t, l_t = batch.frac_coords, batch.lattice_unconstrained
+    f_t, l_t = batch.frac_coords, batch.lattice_in(net.lattice_representation)
     time_features = time_embedding(t, config.time_dim)[graph.atom_crystal]
     h = net.node_init(torch.cat([net.atom_embedding(batch.atomic_numbers), time_features], -1))
     crystal = torch.cat(
         [(l_t - net.lattice_mean) / net.lattice_std, net.num_atoms_embedding(batch.num_atoms)], -1
     )
-    matrix = lattice.params_to_matrix(*lattice.unconstrained_to_lattice(l_t))
+    lengths, angles = lattice.unconstrained_to_lattice(l_t, net.lattice_representation)
+    matrix = lattice.params_to_matrix(lengths, angles)
     for layer in net.layers:
         weight, bias = layer.edge_input.dense_weight()
         hn = layer.norm(h)
         displacement = torus.logmap(f_t[receivers], f_t[senders])  # (E, 3), every layer
         sines, cosines = displacement_features(displacement, config.num_frequencies)
-        cartesian = torch.einsum("ei,eij->ej", displacement, matrix[edge_crystal])
-        direction = cartesian / cartesian.norm(dim=-1, keepdim=True).clamp(min=1e-8)
-        edge_input = torch.cat(
-            [hn[receivers], hn[senders], crystal[edge_crystal], sines, cosines, direction], -1
-        )  # (E, 2313) for the paper preset
+        parts = [hn[receivers], hn[senders], crystal[edge_crystal], sines, cosines]
+        if config.edge_direction:
+            form = smooth_direction if config.smooth_direction else unit_direction
+            parts.append(form(displacement, matrix[edge_crystal]))
+        if config.edge_distances:
+            distance = minimum_image_distance(displacement, matrix[edge_crystal])
+            parts.append(distance_features(distance, config.edge_distances, config.distance_cutoff))
+        edge_input = torch.cat(parts, -1)  # (E, 2313 [+ distances]) for the paper preset
         messages = F.silu(layer.edge_output(F.silu(F.linear(edge_input, weight, bias))))
         pooled = torus.scatter_mean(messages, receivers, h.shape[0])
         h = h + layer.node_mlp(torch.cat([hn, pooled], -1))

@@ -127,8 +127,12 @@ class CrystalBatch:
 
     @property
     def lattice_unconstrained(self) -> Tensor:
-        """``(B, 6)``: the flow's lattice representation (lengths, bijected angles)."""
+        """``(B, 6)``: the reference's ``"logit"`` lattice space (lengths, bijected angles)."""
         return lattice.lattice_to_unconstrained(self.lengths, self.angles)
+
+    def lattice_in(self, representation: lattice.LatticeRepresentation) -> Tensor:
+        """``(B, 6)``: the lattice in the flow space ``representation`` (``"logit"``, ``"log"``)."""
+        return lattice.lattice_to_unconstrained(self.lengths, self.angles, representation)
 
     # --- changes -------------------------------------------------------------------------
     def replace(self, **changes: Any) -> CrystalBatch:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from flowllm_kit.geometry.lattice import LatticeRepresentation, check_representation
 from flowllm_kit.presets import PresetName, lookup_preset
 
 __all__ = [
@@ -47,8 +48,26 @@ class NetworkConfig:
     # Feed an embedding of each crystal's atom count into every edge (as the reference does).
     num_atoms_embedding: bool = True
     max_num_atoms: int = 128  # atom counts above this share the last embedding row
-    # Feed the unit Cartesian vector of each edge's torus displacement (as the reference does).
+    # Feed a Cartesian direction of each edge's torus displacement (the reference feeds one).
     edge_direction: bool = True
+    # Which direction: False is the reference's unit vector of the wrapped displacement, which
+    # jumps across half-lattice offsets and there depends on the atom order; True is
+    # graph.smooth_direction, continuous and exactly permutation-equivariant.
+    smooth_direction: bool = True
+    # Gaussian radial basis functions of each pair's minimum-image distance in Å fed to every
+    # edge (0: none, as in the reference). The reference network sees lengths only through
+    # the z-scored lattice parameters, never an interatomic distance.
+    edge_distances: int = 0
+    distance_cutoff: float = 8.0  # Å, last centre of the radial basis
+    # The flow's lattice space (geometry/lattice.py): "logit" (reference: lengths in Å, logit
+    # angles) or "log" (log lengths, angles linear in degrees).
+    lattice_representation: LatticeRepresentation = "logit"
+    # Add layers.EdgeLatticeHead to the mean-pooled lattice head: pairs propose lattice changes
+    # along the lattice vectors their bonds lie on (the reference has only the pooled head).
+    edge_lattice_head: bool = False
+    # Add layers.EdgeCoordinateHead to the per-atom coordinate head: each atom moves along its
+    # bonds by learned amounts (EGNN-style; the reference has only the per-atom head).
+    edge_coordinate_head: bool = False
     aggregation: Literal["mean", "sum"] = "mean"  # how messages are pooled per receiving atom
     layer_norm: bool = True  # pre-LayerNorm in each layer and before the output heads
 
@@ -61,13 +80,20 @@ class NetworkConfig:
             raise ValueError(f"NetworkConfig.time_dim must be even, got {self.time_dim}")
         if self.aggregation not in ("mean", "sum"):
             raise ValueError(f"aggregation must be 'mean' or 'sum', got {self.aggregation!r}")
+        if self.edge_distances < 0:
+            raise ValueError(
+                f"NetworkConfig.edge_distances must be >= 0, got {self.edge_distances}"
+            )
+        if self.distance_cutoff <= 0:
+            raise ValueError(f"distance_cutoff must be positive, got {self.distance_cutoff}")
+        check_representation(self.lattice_representation)
 
     @property
     def edge_input_dim(self) -> int:
         """Width of the (never materialized) concatenated edge input."""
         width = 2 * self.hidden_dim + 6 + 6 * self.num_frequencies
         width += self.hidden_dim if self.num_atoms_embedding else 0
-        return width + (3 if self.edge_direction else 0)
+        return width + (3 if self.edge_direction else 0) + self.edge_distances
 
 
 NETWORK_PRESETS: dict[str, NetworkConfig] = {
@@ -98,6 +124,16 @@ class LossConfig:
     weight_coords: float = 200.0  # lambda_f, on the per-atom mean squared coordinate error
     weight_lattice: float = 1.0  # lambda_l, on the mean squared lattice error
     normalize: bool = True  # divide both weights by their sum (reference code)
+    # Where the lattice error is measured: "raw" (reference: in the lattice space's own units,
+    # so components with large velocities dominate) or "standardized" (each component divided
+    # by the standard deviation of its training target velocity, so all six count alike).
+    lattice_error: Literal["raw", "standardized"] = "raw"
+
+    def __post_init__(self) -> None:
+        if self.lattice_error not in ("raw", "standardized"):
+            raise ValueError(
+                f"lattice_error must be 'raw' or 'standardized', got {self.lattice_error!r}"
+            )
 
     @property
     def weights(self) -> tuple[float, float]:

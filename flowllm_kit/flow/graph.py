@@ -18,7 +18,21 @@ from torch import Tensor
 
 from flowllm_kit.geometry import torus
 
-__all__ = ["CrystalGraph", "displacement_features", "fully_connected_graph", "pair_displacement"]
+__all__ = [
+    "CrystalGraph",
+    "displacement_features",
+    "distance_features",
+    "fully_connected_graph",
+    "minimum_image_distance",
+    "pair_displacement",
+    "smooth_direction",
+    "unit_direction",
+]
+
+# The 27 lattice translations n in {-1, 0, 1}^3 searched for the minimum-image distance.
+_IMAGES = torch.tensor(
+    [[i, j, k] for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)], dtype=torch.float64
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -152,3 +166,65 @@ def pair_displacement(frac_coords: Tensor, graph: CrystalGraph) -> Tensor:
         frac_coords.index_select(0, graph.second),
     )
     return torus.logmap(first, second)
+
+
+def unit_direction(displacement: Tensor, matrix: Tensor) -> Tensor:
+    """``(P, 3)`` unit Cartesian vectors of wrapped displacements (the reference's feature).
+
+    Discontinuous: a displacement that crosses ±0.5 jumps from one side to the other, and at
+    exactly ±0.5 (two atoms half a lattice vector apart) it depends on the atom order, so a
+    network using it is not exactly permutation-equivariant there. Kept for comparisons with
+    the reference; the kit's presets use :func:`smooth_direction`.
+
+    Args:
+        displacement: ``(P, 3)`` fractional displacements in [-0.5, 0.5).
+        matrix: ``(P, 3, 3)`` each pair's lattice matrix (rows are vectors).
+    """
+    cartesian = torch.einsum("pi,pij->pj", displacement, matrix)
+    return cartesian / cartesian.norm(dim=-1, keepdim=True).clamp(min=1e-8)
+
+
+def smooth_direction(displacement: Tensor, matrix: Tensor, *, length: float = 1.0) -> Tensor:
+    """``(P, 3)`` a direction feature that is periodic, odd and continuous in the coordinates.
+
+    ``s = sin(2 pi x) / (2 pi)`` is the displacement ``x`` itself to first order, periodic with
+    period 1 and odd; at half-lattice offsets (``x = ±0.5``) it is 0 whichever representative
+    the wrap picked, so the feature does not depend on the atom order. Its Cartesian image
+    ``c = s L`` is then squashed to ``c / sqrt(|c|^2 + length^2)``: about the unit vector for
+    displacements well over ``length`` Å, going smoothly to 0 with ``c`` (no 0/0).
+
+    Args:
+        displacement: ``(P, 3)`` fractional displacements (any representative).
+        matrix: ``(P, 3, 3)`` each pair's lattice matrix (rows are vectors).
+        length: Å below which the feature shrinks with the displacement.
+    """
+    periodic = torch.sin((2 * math.pi) * displacement) / (2 * math.pi)
+    cartesian = torch.einsum("pi,pij->pj", periodic, matrix)
+    return cartesian * torch.rsqrt(cartesian.pow(2).sum(-1, keepdim=True) + length**2)
+
+
+def minimum_image_distance(displacement: Tensor, matrix: Tensor) -> Tensor:
+    """``(P,)`` shortest Cartesian length (Å) of ``displacement + n`` over the 27 nearest
+    lattice translations ``n``.
+
+    A minimum of continuous functions, so continuous in the coordinates and the lattice, and
+    the same for ``x`` and ``-x`` (and for either representative of a half-lattice offset) for
+    any cell whose shortest images lie within one cell, as Niggli-reduced cells' do.
+
+    Args:
+        displacement: ``(P, 3)`` fractional displacements in [-0.5, 0.5].
+        matrix: ``(P, 3, 3)`` each pair's lattice matrix (rows are vectors).
+    """
+    images = displacement.unsqueeze(1) + _IMAGES.to(displacement)  # (P, 27, 3)
+    cartesian = torch.einsum("pki,pij->pkj", images, matrix)
+    return cartesian.norm(dim=-1).amin(dim=1)
+
+
+def distance_features(distance: Tensor, num_basis: int, cutoff: float) -> Tensor:
+    """``(P, num_basis)`` Gaussian radial basis of distances in Å.
+
+    Centres evenly spaced on [0, cutoff], each as wide as the spacing; smooth in the distance.
+    """
+    centres = torch.linspace(0.0, cutoff, num_basis, device=distance.device, dtype=distance.dtype)
+    width = cutoff / max(num_basis - 1, 1)
+    return torch.exp(-0.5 * ((distance.unsqueeze(-1) - centres) / width) ** 2)

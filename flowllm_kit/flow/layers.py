@@ -26,7 +26,15 @@ from torch.nn import functional as F
 
 from flowllm_kit.flow.graph import CrystalGraph
 
-__all__ = ["EdgeInputLayer", "MessageLayer", "PairFeatures", "time_embedding"]
+__all__ = [
+    "EdgeCoordinateHead",
+    "EdgeInputLayer",
+    "EdgeLatticeHead",
+    "MessageLayer",
+    "PairFeatures",
+    "bond_projection",
+    "time_embedding",
+]
 
 
 def time_embedding(t: Tensor, dim: int) -> Tensor:
@@ -53,21 +61,40 @@ class PairFeatures:
     Attributes:
         sines: ``(P, 3K)`` sines of the forward edges (reverse edges: minus these).
         cosines: ``(P, 3K)`` cosines (equal for both directions).
-        direction: ``(P, 3)`` unit Cartesian displacement of the forward edges, or ``None``.
+        direction: ``(P, 3)`` Cartesian direction feature of the forward edges, or ``None``.
         odd: ``(P, 3K [+ 3])`` the parts that change sign with the edge: sines, direction.
         crystal: ``(B, C)`` per-crystal inputs: z-scored lattice, then the atom-count
             embedding when the network uses it.
+        distances: ``(P, D)`` radial basis of the interatomic distance (same for both
+            directions), or ``None``.
+        even: ``(P, 3K [+ D])`` the parts that do not change sign: cosines, distances.
     """
 
-    def __init__(self, sines: Tensor, cosines: Tensor, direction: Tensor | None, crystal: Tensor):
+    def __init__(
+        self,
+        sines: Tensor,
+        cosines: Tensor,
+        direction: Tensor | None,
+        crystal: Tensor,
+        distances: Tensor | None = None,
+    ):
         self.sines, self.cosines, self.direction, self.crystal = sines, cosines, direction, crystal
+        self.distances = distances
         self.odd = sines if direction is None else torch.cat([sines, direction], dim=-1)
+        self.even = cosines if distances is None else torch.cat([cosines, distances], dim=-1)
 
 
 class EdgeInputLayer(nn.Module):
     """The edge MLP's first linear layer, factorized over atoms, crystals and pairs."""
 
-    def __init__(self, hidden_dim: int, crystal_dim: int, sinusoid_dim: int, direction: bool):
+    def __init__(
+        self,
+        hidden_dim: int,
+        crystal_dim: int,
+        sinusoid_dim: int,
+        direction: bool,
+        distance_dim: int = 0,
+    ):
         super().__init__()
         self.receiver = nn.Linear(hidden_dim, hidden_dim)  # holds the layer's bias
         self.sender = nn.Linear(hidden_dim, hidden_dim, bias=False)
@@ -75,6 +102,7 @@ class EdgeInputLayer(nn.Module):
         self.sines = nn.Linear(sinusoid_dim, hidden_dim, bias=False)
         self.cosines = nn.Linear(sinusoid_dim, hidden_dim, bias=False)
         self.direction = nn.Linear(3, hidden_dim, bias=False) if direction else None
+        self.distances = nn.Linear(distance_dim, hidden_dim, bias=False) if distance_dim else None
 
     def forward(self, h: Tensor, pairs: PairFeatures, graph: CrystalGraph) -> Tensor:
         """Pre-activation of every edge.
@@ -90,7 +118,10 @@ class EdgeInputLayer(nn.Module):
         odd_weight = self.sines.weight
         if self.direction is not None:
             odd_weight = torch.cat([odd_weight, self.direction.weight], dim=1)
-        even = self.cosines(pairs.cosines)  # (P, H)
+        even_weight = self.cosines.weight
+        if self.distances is not None:
+            even_weight = torch.cat([even_weight, self.distances.weight], dim=1)
+        even = F.linear(pairs.even, even_weight)  # (P, H)
         odd = F.linear(pairs.odd, odd_weight)  # (P, H)
         crystal = self.crystal(pairs.crystal).index_select(0, graph.atom_crystal)  # (N, H)
         receiver = self.receiver(h) + crystal  # (N, H), bias included
@@ -100,7 +131,7 @@ class EdgeInputLayer(nn.Module):
         return F.embedding_bag(rows, table, per_sample_weights=signs.to(table.dtype), mode="sum")
 
     def dense_weight(self) -> tuple[Tensor, Tensor]:
-        """The equivalent dense layer on ``[h_i, h_j, crystal, sin_ij, cos_ij, dir_ij]``.
+        """The equivalent dense layer on ``[h_i, h_j, crystal, sin_ij, cos_ij, dir_ij, d_ij]``.
 
         Returns:
             ``(weight, bias)`` of shapes ``(H, D)`` and ``(H,)``.
@@ -114,6 +145,8 @@ class EdgeInputLayer(nn.Module):
         ]
         if self.direction is not None:
             parts.append(self.direction.weight)
+        if self.distances is not None:
+            parts.append(self.distances.weight)
         return torch.cat(parts, dim=1), self.receiver.bias
 
 
@@ -133,10 +166,13 @@ class MessageLayer(nn.Module):
         direction: bool,
         aggregation: str,
         layer_norm: bool,
+        distance_dim: int = 0,
     ):
         super().__init__()
         self.norm = nn.LayerNorm(hidden_dim) if layer_norm else nn.Identity()
-        self.edge_input = EdgeInputLayer(hidden_dim, crystal_dim, sinusoid_dim, direction)
+        self.edge_input = EdgeInputLayer(
+            hidden_dim, crystal_dim, sinusoid_dim, direction, distance_dim
+        )
         self.edge_output = nn.Linear(hidden_dim, hidden_dim)
         self.node_mlp = nn.Sequential(
             nn.Linear(2 * hidden_dim, hidden_dim),
@@ -158,3 +194,85 @@ class MessageLayer(nn.Module):
         if self.aggregation == "mean":
             pooled = pooled / graph.in_degree.clamp(min=1).unsqueeze(-1).to(pooled.dtype)
         return h + self.node_mlp(torch.cat([hn, pooled.to(hn.dtype)], dim=-1))
+
+
+def bond_projection(displacement: Tensor, lengths: Tensor, matrix: Tensor) -> Tensor:
+    """``(P, 6)`` how each pair's bond lies along the lattice vectors, in the order of the
+    lattice parameters: ``(w_a^2, w_b^2, w_c^2, w_b w_c, w_a w_c, w_a w_b) / (|c|^2 + 1 Å^2)``.
+
+    ``w_k = L_k sin(2 pi x_k) / (2 pi)`` is the bond's extent along lattice vector ``k`` in Å
+    (to first order) and ``c`` its Cartesian vector, so the squares say which lengths the bond
+    stretches and the products which angles it opens. Even in the displacement, periodic and
+    continuous (0 at half-lattice offsets, whatever the wrap picked).
+
+    Args:
+        displacement: ``(P, 3)`` fractional displacements.
+        lengths: ``(P, 3)`` each pair's lattice lengths in Å.
+        matrix: ``(P, 3, 3)`` each pair's lattice matrix (rows are vectors).
+    """
+    periodic = torch.sin((2 * math.pi) * displacement) / (2 * math.pi)  # (P, 3)
+    extent = periodic * lengths
+    norm = torch.einsum("pi,pij->pj", periodic, matrix).pow(2).sum(-1, keepdim=True) + 1.0
+    a, b, c = extent.unbind(-1)
+    return torch.stack([a * a, b * b, c * c, b * c, a * c, a * b], dim=-1) / norm
+
+
+class EdgeLatticeHead(nn.Module):
+    """Lattice velocity (standardized units) read from the atom pairs.
+
+    Each pair proposes six numbers from both atoms' final features (summed, so the pair's
+    order does not matter) and its even geometric features (cosines, distances); they are
+    weighted by :func:`bond_projection` and averaged over the crystal's pairs. A pair whose
+    bond is too long for its two elements can thus shorten exactly the lattice vectors it lies
+    along, which the mean-pooled node head has to learn through all layers.
+    """
+
+    def __init__(self, hidden_dim: int, even_dim: int):
+        super().__init__()
+        self.atoms = nn.Linear(hidden_dim, hidden_dim)
+        self.geometry = nn.Linear(even_dim, hidden_dim, bias=False)
+        self.output = nn.Linear(hidden_dim, 6)
+
+    def forward(
+        self, h: Tensor, pairs: PairFeatures, graph: CrystalGraph, projection: Tensor
+    ) -> Tensor:
+        """``(B, 6)`` from ``h`` ``(N, H)`` and ``projection`` ``(P, 6)``."""
+        both = h.index_select(0, graph.first) + h.index_select(0, graph.second)  # (P, H)
+        hidden = F.silu(self.atoms(both) + self.geometry(pairs.even))
+        proposal = self.output(hidden) * projection  # (P, 6)
+        num = graph.num_atoms.shape[0]
+        total = proposal.new_zeros(num, 6).index_add_(0, graph.pair_crystal, proposal)
+        count = (graph.num_atoms * (graph.num_atoms - 1) // 2).clamp(min=1)
+        return total / count.unsqueeze(-1).to(total.dtype)
+
+
+class EdgeCoordinateHead(nn.Module):
+    """Coordinate velocity (in units of the coordinate scale) as a weighted mean of bonds.
+
+    Each directed edge ``i <- j`` gets a scalar ``s_ij`` from the receiver's and the sender's
+    final features and the pair's even geometric features; atom ``i`` moves by the mean of
+    ``s_ij * sin(2 pi x_ij) / (2 pi)`` over its partners ``j``, ``x_ij`` being the fractional
+    displacement from ``i`` to ``j``: toward a partner it sits too far from, away from one it
+    sits too close to (EGNN-style). The bond vector is periodic and odd, so the head is
+    continuous and permutation-equivariant at half-lattice offsets too.
+    """
+
+    def __init__(self, hidden_dim: int, even_dim: int):
+        super().__init__()
+        self.receiver = nn.Linear(hidden_dim, hidden_dim)
+        self.sender = nn.Linear(hidden_dim, hidden_dim, bias=False)
+        self.geometry = nn.Linear(even_dim, hidden_dim, bias=False)
+        self.output = nn.Linear(hidden_dim, 1, bias=False)
+
+    def forward(self, h: Tensor, pairs: PairFeatures, graph: CrystalGraph, bond: Tensor) -> Tensor:
+        """``(N, 3)`` from ``h`` ``(N, H)`` and ``bond`` ``(P, 3)``, the periodic bond vector
+        ``sin(2 pi x) / (2 pi)`` of each pair's displacement from its first to its second atom."""
+        receiver, sender = self.receiver(h), self.sender(h)  # (N, H) each
+        geometry = self.geometry(pairs.even)  # (P, H), the same for both directions
+        forward = receiver.index_select(0, graph.first) + sender.index_select(0, graph.second)
+        reverse = receiver.index_select(0, graph.second) + sender.index_select(0, graph.first)
+        weight_forward = self.output(F.silu(forward + geometry))  # (P, 1): first <- second
+        weight_reverse = self.output(F.silu(reverse + geometry))  # (P, 1): second <- first
+        moves = torch.cat([weight_forward * bond, -weight_reverse * bond])  # (E, 3)
+        total = moves.new_zeros(h.shape[0], 3).index_add_(0, graph.receivers, moves)
+        return total / graph.in_degree.clamp(min=1).unsqueeze(-1).to(total.dtype)

@@ -49,7 +49,12 @@ class FlowLoss:
 
 
 def flow_matching_loss(
-    v_f: Tensor, v_l: Tensor, sample: PathSample, *, config: LossConfig | None = None
+    v_f: Tensor,
+    v_l: Tensor,
+    sample: PathSample,
+    *,
+    config: LossConfig | None = None,
+    lattice_scale: Tensor | None = None,
 ) -> FlowLoss:
     """Loss of predicted velocities against the path's targets.
 
@@ -58,16 +63,25 @@ def flow_matching_loss(
         v_l: ``(B, 6)`` predicted lattice velocity.
         sample: The path sample the prediction was made at.
         config: Loss weights (default :class:`LossConfig`).
+        lattice_scale: ``(6,)`` standard deviations of the lattice target velocity; the
+            lattice error is divided by them when ``config.lattice_error`` is
+            ``"standardized"`` (required then).
 
     Returns:
         The loss terms, each averaged over crystals.
     """
-    weight_f, weight_l = (config or LossConfig()).weights
+    config = config or LossConfig()
+    weight_f, weight_l = config.weights
     index, num = sample.x_1.batch_index, sample.x_1.num_crystals
     squared = (v_f - sample.df_t).pow(2).sum(-1)  # (N,)
     coords = torus.scatter_sum(squared.unsqueeze(-1), index, num).squeeze(-1)  # (B,)
     coords = coords / (3 * sample.x_1.num_atoms.to(coords.dtype))
-    lattice = (v_l - sample.dl_t).pow(2).mean(-1)  # (B,)
+    error_l = v_l - sample.dl_t  # (B, 6)
+    if config.lattice_error == "standardized":
+        if lattice_scale is None:
+            raise ValueError("a standardized lattice error needs lattice_scale")
+        error_l = error_l / lattice_scale.to(error_l.dtype)
+    lattice = error_l.pow(2).mean(-1)  # (B,)
     total = weight_f * coords + weight_l * lattice
     return FlowLoss(total=total.mean(), coords=coords.mean(), lattice=lattice.mean())
 
@@ -75,6 +89,8 @@ def flow_matching_loss(
 def path_loss(
     model: VelocityField, sample: PathSample, *, config: LossConfig | None = None
 ) -> FlowLoss:
-    """Evaluate ``model`` on the path sample and return :func:`flow_matching_loss`."""
+    """Evaluate ``model`` on the path sample and return :func:`flow_matching_loss` (with the
+    model's ``velocity_std`` as the lattice scale, when it has one)."""
     v_f, v_l = model.velocity(sample.x_0, sample.f_t, sample.l_t, sample.t)
-    return flow_matching_loss(v_f, v_l, sample, config=config)
+    scale = getattr(model, "velocity_std", None)
+    return flow_matching_loss(v_f, v_l, sample, config=config, lattice_scale=scale)

@@ -10,6 +10,7 @@ Usage::
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import torch
@@ -20,10 +21,21 @@ from flowllm_kit.flow.config import NetworkConfig, network_preset
 from flowllm_kit.flow.graph import (
     CrystalGraph,
     displacement_features,
+    distance_features,
     fully_connected_graph,
+    minimum_image_distance,
     pair_displacement,
+    smooth_direction,
+    unit_direction,
 )
-from flowllm_kit.flow.layers import MessageLayer, PairFeatures, time_embedding
+from flowllm_kit.flow.layers import (
+    EdgeCoordinateHead,
+    EdgeLatticeHead,
+    MessageLayer,
+    PairFeatures,
+    bond_projection,
+    time_embedding,
+)
 from flowllm_kit.flow.statistics import FlowStatistics
 from flowllm_kit.geometry import lattice, torus
 from flowllm_kit.geometry.lattice import LatticeStatistics
@@ -71,12 +83,23 @@ class VelocityNetwork(nn.Module):
                 direction=config.edge_direction,
                 aggregation=config.aggregation,
                 layer_norm=config.layer_norm,
+                distance_dim=config.edge_distances,
             )
             for _ in range(config.num_layers)
         )
         self.final_norm = nn.LayerNorm(hidden) if config.layer_norm else nn.Identity()
         self.coord_head = nn.Linear(hidden, 3, bias=False)
         self.lattice_head = nn.Linear(hidden, 6)
+        self.edge_lattice_head = (
+            EdgeLatticeHead(hidden, 3 * config.num_frequencies + config.edge_distances)
+            if config.edge_lattice_head
+            else None
+        )
+        self.edge_coordinate_head = (
+            EdgeCoordinateHead(hidden, 3 * config.num_frequencies + config.edge_distances)
+            if config.edge_coordinate_head
+            else None
+        )
         for name, value in (statistics or FlowStatistics()).tensors().items():
             self.register_buffer(name, value.float())
         self._graph_cache: tuple[Tensor, CrystalGraph] | None = None
@@ -108,6 +131,11 @@ class VelocityNetwork(nn.Module):
             coord_scale=float(self.coord_scale),
         )
 
+    @property
+    def lattice_representation(self) -> str:
+        """The lattice space of ``l_t`` and ``v_l`` (``"logit"`` or ``"log"``)."""
+        return self.config.lattice_representation
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
@@ -120,10 +148,13 @@ class VelocityNetwork(nn.Module):
             t: ``(B,)`` times in [0, 1].
 
         Returns:
-            ``(v_f, v_l)`` of shapes ``(N, 3)`` and ``(B, 6)`` (``v_l`` in the unconstrained
-            lattice space of :func:`flowllm_kit.geometry.lattice.lattice_to_unconstrained`).
+            ``(v_f, v_l)`` of shapes ``(N, 3)`` and ``(B, 6)`` (``v_l`` in the lattice space
+            ``config.lattice_representation`` of
+            :func:`flowllm_kit.geometry.lattice.lattice_to_unconstrained`).
         """
-        return self.velocity(batch, batch.frac_coords, batch.lattice_unconstrained, t)
+        return self.velocity(
+            batch, batch.frac_coords, batch.lattice_in(self.lattice_representation), t
+        )
 
     def velocity(
         self,
@@ -142,7 +173,7 @@ class VelocityNetwork(nn.Module):
         Args:
             batch: Supplies atom types and atoms per crystal (its coordinates are ignored).
             f_t: ``(N, 3)`` fractional coordinates (wrapped or not: only displacements enter).
-            l_t: ``(B, 6)`` unconstrained lattice.
+            l_t: ``(B, 6)`` lattice in the space ``config.lattice_representation``.
             t: ``(B,)`` times (a scalar is broadcast).
             graph: The crystals' graph; built (and cached per ``num_atoms`` tensor) if omitted.
 
@@ -163,20 +194,35 @@ class VelocityNetwork(nn.Module):
         if self.num_atoms_embedding is not None:
             counts = batch.num_atoms.clamp(max=config.max_num_atoms)
             crystal = torch.cat([crystal, self.num_atoms_embedding(counts)], dim=-1)
-        direction = None
-        if config.edge_direction:
-            direction = self._edge_direction(displacement, l_t, graph)
-        pairs = PairFeatures(sines, cosines, direction, crystal)
+        direction = distances = None
+        if config.edge_direction or config.edge_distances or config.edge_lattice_head:
+            pair_lengths, matrix = self._pair_lattices(l_t, graph)
+            if config.edge_direction:
+                form = smooth_direction if config.smooth_direction else unit_direction
+                direction = form(displacement, matrix)
+            if config.edge_distances:
+                distance = minimum_image_distance(displacement, matrix)
+                distances = distance_features(
+                    distance, config.edge_distances, config.distance_cutoff
+                )
+        pairs = PairFeatures(sines, cosines, direction, crystal, distances)
 
         for layer in self.layers:
             h = layer(h, pairs, graph)
         h = self.final_norm(h)
 
-        v_f = self.coord_head(h) * self.coord_scale  # (N, 3)
+        v_f = self.coord_head(h)  # (N, 3), in units of the coordinate scale
+        if self.edge_coordinate_head is not None:
+            bond = torch.sin((2 * math.pi) * displacement) / (2 * math.pi)  # (P, 3)
+            v_f = v_f + self.edge_coordinate_head(h, pairs, graph, bond)
+        v_f = v_f * self.coord_scale
         v_f = torus.remove_mean(v_f, atom_crystal, batch.num_crystals)
         pooled = torus.scatter_mean(h, atom_crystal, batch.num_crystals)  # (B, H)
-        v_l = self.lattice_head(pooled) * self.velocity_std + self.velocity_mean  # (B, 6)
-        return v_f, v_l
+        v_l = self.lattice_head(pooled)  # (B, 6), standardized
+        if self.edge_lattice_head is not None:
+            projection = bond_projection(displacement, pair_lengths, matrix)
+            v_l = v_l + self.edge_lattice_head(h, pairs, graph, projection)
+        return v_f, v_l * self.velocity_std + self.velocity_mean
 
     def graph_for(self, num_atoms: Tensor) -> CrystalGraph:
         """The fully connected graph, reused while the same ``num_atoms`` tensor comes back
@@ -186,10 +232,15 @@ class VelocityNetwork(nn.Module):
             cached = self._graph_cache = (num_atoms, fully_connected_graph(num_atoms))
         return cached[1]
 
-    @staticmethod
-    def _edge_direction(displacement: Tensor, l_t: Tensor, graph: CrystalGraph) -> Tensor:
-        """``(P, 3)`` unit Cartesian vectors of the pair displacements."""
-        lengths, angles = lattice.unconstrained_to_lattice(l_t)
-        matrix = lattice.params_to_matrix(lengths, angles).index_select(0, graph.pair_crystal)
-        cartesian = torch.einsum("pi,pij->pj", displacement, matrix)  # (P, 3)
-        return cartesian / cartesian.norm(dim=-1, keepdim=True).clamp(min=1e-8)
+    def _pair_lattices(self, l_t: Tensor, graph: CrystalGraph) -> tuple[Tensor, Tensor]:
+        """``(P, 3)`` lengths and ``(P, 3, 3)`` lattice matrix of each pair's crystal."""
+        lengths, angles = lattice.unconstrained_to_lattice(l_t, self.lattice_representation)
+        matrix = lattice.params_to_matrix(lengths, angles)
+        return lengths.index_select(0, graph.pair_crystal), matrix.index_select(
+            0, graph.pair_crystal
+        )
+
+    def _edge_direction(self, displacement: Tensor, l_t: Tensor, graph: CrystalGraph) -> Tensor:
+        """``(P, 3)`` the configured direction feature of the pair displacements."""
+        form = smooth_direction if self.config.smooth_direction else unit_direction
+        return form(displacement, self._pair_lattices(l_t, graph)[1])

@@ -33,6 +33,7 @@ class PathSample:
         l_t: ``(B, 6)`` unconstrained lattice at ``t``.
         df_t: ``(N, 3)`` target coordinate velocity, zero mean per crystal.
         dl_t: ``(B, 6)`` target lattice velocity.
+        representation: The lattice space ``l_t`` and ``dl_t`` live in.
     """
 
     x_0: CrystalBatch
@@ -42,11 +43,12 @@ class PathSample:
     l_t: Tensor
     df_t: Tensor
     dl_t: Tensor
+    representation: lattice.LatticeRepresentation = "logit"
 
     @property
     def x_t(self) -> CrystalBatch:
         """The crystals at time ``t`` (lattice mapped back to lengths and angles)."""
-        lengths, angles = lattice.unconstrained_to_lattice(self.l_t)
+        lengths, angles = lattice.unconstrained_to_lattice(self.l_t, self.representation)
         return self.x_1.replace(frac_coords=self.f_t, lengths=lengths, angles=angles)
 
 
@@ -63,13 +65,20 @@ def sample_times(num: int, *, generator: torch.Generator | None = None, device=N
     return torch.rand(num, generator=generator).to(device)
 
 
-def sample_path(x_0: CrystalBatch, x_1: CrystalBatch, t: Tensor) -> PathSample:
+def sample_path(
+    x_0: CrystalBatch,
+    x_1: CrystalBatch,
+    t: Tensor,
+    *,
+    representation: lattice.LatticeRepresentation = "logit",
+) -> PathSample:
     """Point and target velocity of the conditional path at time ``t``.
 
     Args:
         x_0: Start crystals.
         x_1: Target crystals, aligned with ``x_0`` (see :func:`check_aligned`).
         t: ``(B,)`` times in [0, 1].
+        representation: The lattice space the straight line is drawn in.
 
     Returns:
         The path sample.
@@ -78,8 +87,10 @@ def sample_path(x_0: CrystalBatch, x_1: CrystalBatch, t: Tensor) -> PathSample:
     index, num = x_1.batch_index, x_1.num_crystals
     u_f = torus.logmap(x_0.frac_coords, x_1.frac_coords)  # (N, 3)
     f_t = torus.expmap(x_0.frac_coords, t[index].unsqueeze(-1) * u_f)
-    l_0, l_1 = x_0.lattice_unconstrained, x_1.lattice_unconstrained  # (B, 6) each
+    l_0, l_1 = x_0.lattice_in(representation), x_1.lattice_in(representation)  # (B, 6) each
     dl_t = l_1 - l_0
     l_t = l_0 + t.unsqueeze(-1) * dl_t
     df_t = torus.remove_mean(u_f, index, num)
-    return PathSample(x_0=x_0, x_1=x_1, t=t, f_t=f_t, l_t=l_t, df_t=df_t, dl_t=dl_t)
+    return PathSample(
+        x_0=x_0, x_1=x_1, t=t, f_t=f_t, l_t=l_t, df_t=df_t, dl_t=dl_t, representation=representation
+    )

@@ -36,21 +36,23 @@ class Trajectory:
     Attributes:
         times: ``(T,)`` recorded times (0 and 1 included).
         frac_coords: ``(T, N, 3)`` coordinates, wrapped into [0, 1).
-        lattice: ``(T, B, 6)`` unconstrained lattice.
+        lattice: ``(T, B, 6)`` lattice in the flow's space.
         template: The start batch (atom types and counts).
+        representation: The lattice space of ``lattice`` (``"logit"`` or ``"log"``).
     """
 
     times: Tensor
     frac_coords: Tensor
     lattice: Tensor
     template: CrystalBatch
+    representation: lattice.LatticeRepresentation = "logit"
 
     def __len__(self) -> int:
         return self.times.shape[0]
 
     def crystals_at(self, index: int) -> CrystalBatch:
         """The batch at recorded time ``times[index]``."""
-        lengths, angles = lattice.unconstrained_to_lattice(self.lattice[index])
+        lengths, angles = lattice.unconstrained_to_lattice(self.lattice[index], self.representation)
         return self.template.replace(
             frac_coords=self.frac_coords[index], lengths=lengths, angles=angles
         )
@@ -66,15 +68,20 @@ class Trajectory:
             "atomic_numbers": self.template.atomic_numbers,
             "num_atoms": self.template.num_atoms,
         }
-        np.savez(path, **{key: value.detach().cpu().numpy() for key, value in arrays.items()})
+        arrays = {key: value.detach().cpu().numpy() for key, value in arrays.items()}
+        np.savez(path, representation=np.array(self.representation), **arrays)
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> Trajectory:
         """Read a file written by :meth:`save` (on the CPU); the template holds the start."""
         with np.load(path, allow_pickle=False) as data:
-            arrays = {key: torch.from_numpy(data[key]) for key in data.files}
-        lengths, angles = lattice.unconstrained_to_lattice(arrays["lattice"][0])
+            # Files written before the representation was recorded hold the "logit" space.
+            representation = str(data["representation"]) if "representation" in data else "logit"
+            arrays = {
+                key: torch.from_numpy(data[key]) for key in data.files if key != "representation"
+            }
+        lengths, angles = lattice.unconstrained_to_lattice(arrays["lattice"][0], representation)
         template = CrystalBatch(
             atomic_numbers=arrays["atomic_numbers"],
             frac_coords=arrays["frac_coords"][0],
@@ -82,7 +89,9 @@ class Trajectory:
             angles=angles,
             num_atoms=arrays["num_atoms"],
         )
-        return cls(arrays["times"], arrays["frac_coords"], arrays["lattice"], template)
+        return cls(
+            arrays["times"], arrays["frac_coords"], arrays["lattice"], template, representation
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -146,7 +155,9 @@ def sample(
     dtype, device = x_0.frac_coords.dtype, x_0.device
     grid = torch.linspace(0.0, 1.0, config.num_steps + 1, dtype=dtype, device=device)
     times = _output_times(config, grid)
-    state = (x_0.frac_coords, x_0.lattice_unconstrained)
+    # The model says which lattice space its velocities live in (stand-ins default to "logit").
+    representation = getattr(model, "lattice_representation", "logit")
+    state = (x_0.frac_coords, x_0.lattice_in(representation))
     if config.method == "dopri5":
         options = {}
         tolerances = {"rtol": config.rtol, "atol": config.atol}
@@ -162,12 +173,16 @@ def sample(
             rhs, state, times, method=config.method, options=options, **tolerances
         )
 
-    lengths, angles = lattice.unconstrained_to_lattice(l_path[-1])
+    lengths, angles = lattice.unconstrained_to_lattice(l_path[-1], representation)
     crystals = x_0.replace(frac_coords=torus.wrap(f_path[-1]), lengths=lengths, angles=angles)
     trajectory = None
     if config.record_every is not None:
         trajectory = Trajectory(
-            times=times, frac_coords=torus.wrap(f_path), lattice=l_path, template=x_0
+            times=times,
+            frac_coords=torus.wrap(f_path),
+            lattice=l_path,
+            template=x_0,
+            representation=representation,
         )
     return SampleResult(crystals=crystals, trajectory=trajectory, num_evaluations=evaluations)
 

@@ -9,7 +9,7 @@ import torch
 
 from flowllm_kit.crystal import CrystalBatch
 from flowllm_kit.geometry import torus
-from flowllm_kit.geometry.lattice import LatticeStatistics
+from flowllm_kit.geometry.lattice import LatticeRepresentation, LatticeStatistics
 
 __all__ = ["FlowStatistics"]
 
@@ -34,10 +34,13 @@ class FlowStatistics:
     coord_scale: float = 1.0
 
     @classmethod
-    def from_pairs(cls, x_0: CrystalBatch, x_1: CrystalBatch) -> FlowStatistics:
-        """Statistics of the targets of the path from ``x_0`` to ``x_1`` (aligned batches)."""
-        lattice = LatticeStatistics.from_lattices(x_1.lengths, x_1.angles)
-        u_l = (x_1.lattice_unconstrained - x_0.lattice_unconstrained).double()  # (B, 6)
+    def from_pairs(
+        cls, x_0: CrystalBatch, x_1: CrystalBatch, representation: LatticeRepresentation = "logit"
+    ) -> FlowStatistics:
+        """Statistics of the targets of the path from ``x_0`` to ``x_1`` (aligned batches),
+        with lattices in the flow space ``representation``."""
+        lattice = LatticeStatistics.from_lattices(x_1.lengths, x_1.angles, representation)
+        u_l = (x_1.lattice_in(representation) - x_0.lattice_in(representation)).double()
         velocity = LatticeStatistics(
             mean=tuple(u_l.mean(0).tolist()), std=tuple(u_l.std(0).clamp(min=1e-6).tolist())
         )

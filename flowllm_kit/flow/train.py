@@ -38,6 +38,7 @@ from flowllm_kit.flow.loss import path_loss
 from flowllm_kit.flow.network import VelocityNetwork
 from flowllm_kit.flow.path import sample_path, sample_times
 from flowllm_kit.flow.statistics import FlowStatistics
+from flowllm_kit.geometry.lattice import LatticeRepresentation
 
 __all__ = ["FlowPair", "FlowTrainer", "fit_statistics", "resolve_device"]
 
@@ -65,12 +66,18 @@ def _collate(pairs: Sequence[FlowPair]) -> tuple[CrystalBatch | None, CrystalBat
 
 
 def fit_statistics(
-    pairs: Sequence[FlowPair], base: BaseDistribution, *, max_pairs: int = 20_000
+    pairs: Sequence[FlowPair],
+    base: BaseDistribution,
+    *,
+    max_pairs: int = 20_000,
+    representation: LatticeRepresentation = "logit",
 ) -> FlowStatistics:
-    """Network statistics from (up to ``max_pairs``) training pairs and base samples."""
+    """Network statistics from (up to ``max_pairs``) training pairs and base samples, with
+    lattices in the flow space ``representation``."""
     x_0, x_1 = _collate(pairs[:max_pairs])
     generator = torch.Generator().manual_seed(_STATISTICS_SEED)
-    return FlowStatistics.from_pairs(base.sample(x_1, x_0=x_0, generator=generator), x_1)
+    x_0 = base.sample(x_1, x_0=x_0, generator=generator)
+    return FlowStatistics.from_pairs(x_0, x_1, representation)
 
 
 class FlowTrainer:
@@ -107,7 +114,11 @@ class FlowTrainer:
             raise ValueError("FlowTrainer needs at least one training pair")
         self.run_dir = Path(run_dir) if run_dir is not None else None
         if set_statistics:
-            network.set_statistics(fit_statistics(self.train_pairs, base))
+            network.set_statistics(
+                fit_statistics(
+                    self.train_pairs, base, representation=network.lattice_representation
+                )
+            )
         self.network = network.to(self.device)
         self.ema = copy.deepcopy(self.network).requires_grad_(False)
         self.optimizer = torch.optim.AdamW(
@@ -141,7 +152,8 @@ class FlowTrainer:
         x_0, x_1 = _collate(pairs)
         x_0 = self.base.sample(x_1, x_0=x_0, generator=generator).to(self.device)
         t = sample_times(x_1.num_crystals, generator=generator, device=self.device)
-        return sample_path(x_0, x_1.to(self.device), t)
+        representation = self.network.lattice_representation
+        return sample_path(x_0, x_1.to(self.device), t, representation=representation)
 
     # --- steps ---------------------------------------------------------------------------
     def train_step(self) -> dict[str, float]:

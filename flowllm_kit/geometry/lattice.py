@@ -11,6 +11,18 @@ angle in [60, 120], so the kit's default is the reference code's interval: every
 maps to a finite point, symmetric about 90°. Angles outside the open interval (an LLM can write
 any number) are clamped just inside it first, so the transform never returns ±inf.
 
+Two representations of the 6-d space (``representation=``):
+
+- ``"logit"`` (the reference code's): lengths in Å, angles through the logit bijection above.
+  The logit's slope grows without bound at the interval's ends, so the many Niggli-boundary
+  angles of MP-20 (exactly 60° or 120°) sit at about ±6.4, far from the 90° angles at 0, and a
+  2° change there is about 25 times larger than the same change at 90°.
+- ``"log"`` (the kit's default for its presets, chosen on ``benchmarks/results/refinement.md``):
+  log lengths and angles linear in degrees, ``(eta - 90) / 30``, so 60°, 90° and 120° are
+  -1, 0, 1 and a change of angle is the same change everywhere. Multiplicative length errors
+  become additive, and lengths stay positive. Angles move freely; they are clamped into
+  ``[ANGLE_MIN_LINEAR, ANGLE_MAX_LINEAR]`` on the way back so a matrix always exists.
+
 Matrix convention: rows are lattice vectors, the same convention as pymatgen's
 ``Lattice.from_parameters`` (c along z), so ``Crystal.to_structure()`` and this module agree.
 """
@@ -20,6 +32,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -28,8 +41,11 @@ from torch import Tensor
 __all__ = [
     "ANGLE_HIGH",
     "ANGLE_LOW",
+    "LATTICE_REPRESENTATIONS",
+    "LatticeRepresentation",
     "LatticeStatistics",
     "angles_to_unconstrained",
+    "check_representation",
     "lattice_to_unconstrained",
     "matrix_to_params",
     "params_to_matrix",
@@ -44,6 +60,23 @@ ANGLE_HIGH = 120.1
 """Upper end (degrees, excluded) of the angle interval of the bijection."""
 ANGLE_CLAMP_EPS = 1e-4
 """Angles are clamped to the fraction [eps, 1 - eps] of the interval before the logit."""
+ANGLE_MIN_LINEAR = 10.0
+"""Smallest angle (degrees) the ``"log"`` representation maps back to."""
+ANGLE_MAX_LINEAR = 170.0
+"""Largest angle (degrees) the ``"log"`` representation maps back to."""
+
+LatticeRepresentation = Literal["logit", "log"]
+"""How the flow's 6-d lattice space is built from lengths and angles (see the module doc)."""
+LATTICE_REPRESENTATIONS: tuple[str, ...] = ("logit", "log")
+
+
+def check_representation(representation: str) -> None:
+    """Raise ``ValueError`` unless ``representation`` is one of :data:`LATTICE_REPRESENTATIONS`."""
+    if representation not in LATTICE_REPRESENTATIONS:
+        raise ValueError(
+            f"unknown lattice representation {representation!r}; "
+            f"choose one of {', '.join(LATTICE_REPRESENTATIONS)}"
+        )
 
 
 def params_to_matrix(lengths: Tensor, angles: Tensor) -> Tensor:
@@ -121,13 +154,33 @@ def unconstrained_to_angles(
     return low + (high - low) * torch.sigmoid(u)
 
 
-def lattice_to_unconstrained(lengths: Tensor, angles: Tensor) -> Tensor:
-    """The flow's 6-d lattice representation: ``(..., 6)`` = lengths, bijected angles."""
+def lattice_to_unconstrained(
+    lengths: Tensor, angles: Tensor, representation: LatticeRepresentation = "logit"
+) -> Tensor:
+    """The flow's 6-d lattice space, ``(..., 6)``.
+
+    ``"logit"``: lengths in Å, then the bijected angles. ``"log"``: log lengths, then
+    ``(angle - 90) / 30``. Lengths must be positive for ``"log"``; they are floored at 1e-3 Å.
+    """
+    check_representation(representation)
+    if representation == "log":
+        return torch.cat([lengths.clamp(min=1e-3).log(), (angles - 90.0) / 30.0], dim=-1)
     return torch.cat([lengths, angles_to_unconstrained(angles)], dim=-1)
 
 
-def unconstrained_to_lattice(l_unconstrained: Tensor) -> tuple[Tensor, Tensor]:
-    """Inverse of :func:`lattice_to_unconstrained`; lengths are clamped to stay positive."""
+def unconstrained_to_lattice(
+    l_unconstrained: Tensor, representation: LatticeRepresentation = "logit"
+) -> tuple[Tensor, Tensor]:
+    """Inverse of :func:`lattice_to_unconstrained`.
+
+    ``"logit"``: lengths are clamped to stay positive. ``"log"``: angles are clamped into
+    [:data:`ANGLE_MIN_LINEAR`, :data:`ANGLE_MAX_LINEAR`].
+    """
+    check_representation(representation)
+    if representation == "log":
+        lengths = l_unconstrained[..., :3].exp()
+        angles = (90.0 + 30.0 * l_unconstrained[..., 3:]).clamp(ANGLE_MIN_LINEAR, ANGLE_MAX_LINEAR)
+        return lengths, angles
     lengths = l_unconstrained[..., :3].clamp(min=1e-3)
     return lengths, unconstrained_to_angles(l_unconstrained[..., 3:])
 
@@ -147,21 +200,25 @@ class LatticeStatistics:
     std: tuple[float, ...]
 
     @classmethod
-    def from_lattices(cls, lengths: Tensor, angles: Tensor) -> LatticeStatistics:
-        """Statistics of ``(B, 3)`` lengths and angles."""
+    def from_lattices(
+        cls, lengths: Tensor, angles: Tensor, representation: LatticeRepresentation = "logit"
+    ) -> LatticeStatistics:
+        """Statistics of ``(B, 3)`` lengths and angles in the given representation."""
         if lengths.shape[0] < 2:
             raise ValueError(f"need at least 2 lattices for statistics, got {lengths.shape[0]}")
-        values = lattice_to_unconstrained(lengths.double(), angles.double())  # (B, 6)
+        values = lattice_to_unconstrained(lengths.double(), angles.double(), representation)
         mean = values.mean(0).tolist()
         std = values.std(0).clamp(min=1e-6).tolist()
         return cls(mean=tuple(mean), std=tuple(std))
 
     @classmethod
-    def from_crystals(cls, crystals: Sequence) -> LatticeStatistics:
+    def from_crystals(
+        cls, crystals: Sequence, representation: LatticeRepresentation = "logit"
+    ) -> LatticeStatistics:
         """Statistics of a sequence of :class:`~flowllm_kit.crystal.Crystal`."""
         lengths = torch.from_numpy(np.stack([c.lengths for c in crystals]))
         angles = torch.from_numpy(np.stack([c.angles for c in crystals]))
-        return cls.from_lattices(lengths, angles)
+        return cls.from_lattices(lengths, angles, representation)
 
     def standardize(self, l_unconstrained: Tensor) -> Tensor:
         """z-score ``(..., 6)`` values."""

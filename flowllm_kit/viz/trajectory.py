@@ -91,7 +91,7 @@ def crystal_path(trajectory: Trajectory, index: int = 0, *, unwrap: bool = True)
         steps = torus.logmap(f[:-1], f[1:])  # (T - 1, n, 3)
         f = torch.cat([f[:1], f[:1] + torch.cumsum(steps, dim=0)])
     lengths, angles = lattice.unconstrained_to_lattice(
-        trajectory.lattice[:, index].detach().cpu().double()
+        trajectory.lattice[:, index].detach().cpu().double(), trajectory.representation
     )  # (T, 3) each
     return CrystalPath(
         times=trajectory.times.detach().cpu().double().numpy(),

@@ -9,7 +9,11 @@ import torch
 
 from flowllm_kit.crystal import CrystalBatch
 from flowllm_kit.flow import FlowStatistics, NetworkConfig, VelocityNetwork, fully_connected_graph
-from flowllm_kit.flow.graph import displacement_features
+from flowllm_kit.flow.graph import (
+    displacement_features,
+    distance_features,
+    minimum_image_distance,
+)
 from flowllm_kit.flow.layers import PairFeatures
 from flowllm_kit.geometry import lattice, torus
 from flowllm_kit.geometry.lattice import LatticeStatistics
@@ -100,11 +104,14 @@ def test_graph_is_fully_connected_without_self_edges():
     assert graph.in_degree.tolist() == [2, 2, 2, 0, 3, 3, 3, 3, 1, 1]
 
 
-@pytest.mark.parametrize("direction", [True, False])
-def test_factorized_edge_layer_equals_dense_layer(direction, make_crystals):
+@pytest.mark.parametrize(
+    ("direction", "smooth", "distances"),
+    [(True, True, 0), (True, False, 0), (False, True, 0), (True, True, 6)],
+)
+def test_factorized_edge_layer_equals_dense_layer(direction, smooth, distances, make_crystals):
     """The first edge layer equals one linear map of the concatenated edge input."""
     batch = CrystalBatch.from_crystals(make_crystals(4, min_atoms=2)).to(dtype=torch.float64)
-    net = _network(edge_direction=direction)
+    net = _network(edge_direction=direction, smooth_direction=smooth, edge_distances=distances)
     layer = net.layers[0].edge_input
     graph = fully_connected_graph(batch.num_atoms)
     h = torch.randn(batch.atomic_numbers.shape[0], net.config.hidden_dim, dtype=torch.float64)
@@ -114,8 +121,13 @@ def test_factorized_edge_layer_equals_dense_layer(direction, make_crystals):
     )
     displacement = torus.logmap(batch.frac_coords[graph.first], batch.frac_coords[graph.second])
     sines, cosines = displacement_features(displacement, net.config.num_frequencies)
+    matrix = lattice.params_to_matrix(*lattice.unconstrained_to_lattice(l_t))
     unit = net._edge_direction(displacement, l_t, graph) if direction else None
-    factorized = layer(h, PairFeatures(sines, cosines, unit, crystal), graph)
+    basis = None
+    if distances:
+        distance = minimum_image_distance(displacement, matrix[graph.pair_crystal])
+        basis = distance_features(distance, distances, net.config.distance_cutoff)
+    factorized = layer(h, PairFeatures(sines, cosines, unit, crystal, basis), graph)
 
     # The dense way: per directed edge i <- j, the concatenation, then one matmul.
     weight, bias = layer.dense_weight()
@@ -124,10 +136,23 @@ def test_factorized_edge_layer_equals_dense_layer(direction, make_crystals):
     edge_displacement = torus.logmap(batch.frac_coords[i], batch.frac_coords[j])  # (E, 3)
     edge_sines, edge_cosines = displacement_features(edge_displacement, net.config.num_frequencies)
     parts = [h[i], h[j], crystal[graph.edge_crystal], edge_sines, edge_cosines]
+    edge_matrix = matrix[graph.edge_crystal]
     if direction:
-        matrix = lattice.params_to_matrix(*lattice.unconstrained_to_lattice(l_t))
-        cartesian = torch.einsum("ei,eij->ej", edge_displacement, matrix[graph.edge_crystal])
-        parts.append(cartesian / cartesian.norm(dim=-1, keepdim=True))
+        if smooth:  # sin(2 pi x) / (2 pi) in Cartesian, squashed by sqrt(|c|^2 + 1 Å^2)
+            periodic = torch.sin(2 * torch.pi * edge_displacement) / (2 * torch.pi)
+            cartesian = torch.einsum("ei,eij->ej", periodic, edge_matrix)
+            parts.append(cartesian / (cartesian.pow(2).sum(-1, keepdim=True) + 1.0).sqrt())
+        else:
+            cartesian = torch.einsum("ei,eij->ej", edge_displacement, edge_matrix)
+            parts.append(cartesian / cartesian.norm(dim=-1, keepdim=True))
+    if distances:
+        # Brute force over a 5x5x5 block of images, independently of the 27-image search.
+        shifts = torch.cartesian_prod(*[torch.arange(-2.0, 3.0, dtype=torch.float64)] * 3)
+        images = edge_displacement.unsqueeze(1) + shifts  # (E, 125, 3)
+        distance = torch.einsum("eki,eij->ekj", images, edge_matrix).norm(dim=-1).amin(1)
+        centres = torch.linspace(0, net.config.distance_cutoff, distances, dtype=torch.float64)
+        width = net.config.distance_cutoff / (distances - 1)
+        parts.append(torch.exp(-0.5 * ((distance[:, None] - centres) / width) ** 2))
     dense = torch.nn.functional.linear(torch.cat(parts, dim=-1), weight, bias)
     torch.testing.assert_close(factorized, dense, atol=1e-10, rtol=1e-9)
 

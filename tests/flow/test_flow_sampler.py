@@ -197,3 +197,39 @@ def test_bfloat16_sampling_stays_close_to_float32(make_crystals):
     assert low.frac_coords.dtype == torch.float32
     moved = torus.logmap(x_0.frac_coords, full.frac_coords).abs().mean()
     assert torus.logmap(full.frac_coords, low.frac_coords).abs().mean() < 0.05 * moved
+
+
+class _LogField(_Field):
+    """The same field, in the ``"log"`` lattice space (log lengths, linear angles)."""
+
+    lattice_representation = "log"
+
+    def exact(self, x_0, time=1.0):
+        half_t2 = 0.5 * time**2
+        return (
+            x_0.frac_coords + self.a_f * time + self.b_f * half_t2,
+            x_0.lattice_in("log") + self.a_l * time + self.b_l * half_t2,
+        )
+
+
+@pytest.mark.parametrize("method", ["euler", "rk4"])
+def test_sampler_integrates_in_the_models_lattice_space(method, make_crystals):
+    """A constant velocity in the log space multiplies lengths by exp(a) and adds 30 a degrees
+    to the angles, exactly."""
+    x_0 = _batch(make_crystals)
+    field = _LogField(x_0)
+    config = SamplerConfig(method=method, num_steps=5, record_every=1)
+    result = sample(field, x_0, config=config)
+    torch.testing.assert_close(result.crystals.lengths, x_0.lengths * field.a_l[:, :3].exp())
+    torch.testing.assert_close(result.crystals.angles, x_0.angles + 30.0 * field.a_l[:, 3:])
+    assert result.trajectory.representation == "log"
+    last = result.trajectory.crystals_at(len(result.trajectory) - 1)
+    torch.testing.assert_close(last.lengths, result.crystals.lengths)
+
+
+def test_trajectory_file_keeps_the_lattice_space(tmp_path, make_crystals):
+    x_0 = _batch(make_crystals)
+    result = sample(_LogField(x_0), x_0, config=SamplerConfig(num_steps=4, record_every=2))
+    loaded = Trajectory.load(result.trajectory.save(tmp_path / "trajectory.npz"))
+    assert loaded.representation == "log"
+    torch.testing.assert_close(loaded.crystals_at(2).angles, result.crystals.angles)

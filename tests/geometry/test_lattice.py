@@ -104,3 +104,37 @@ def test_statistics_standardize_round_trip_and_serialize() -> None:
         lattice.LatticeStatistics.from_dict({"mean": [0.0] * 6, "std": [1.0] * 5 + [0.0]})
     with pytest.raises(ValueError, match="at least 2"):
         lattice.LatticeStatistics.from_lattices(lengths[:1], angles[:1])
+
+
+def test_log_representation_round_trip_and_values():
+    lengths = torch.tensor([[3.0, 4.5, 10.0], [2.5, 2.5, 7.0]], dtype=torch.float64)
+    angles = torch.tensor([[60.0, 90.0, 120.0], [75.0, 101.0, 58.0]], dtype=torch.float64)
+    values = lattice.lattice_to_unconstrained(lengths, angles, "log")
+    torch.testing.assert_close(values[:, :3], lengths.log())
+    torch.testing.assert_close(values[0, 3:], torch.tensor([-1.0, 0.0, 1.0], dtype=torch.float64))
+    back_lengths, back_angles = lattice.unconstrained_to_lattice(values, "log")
+    torch.testing.assert_close(back_lengths, lengths)
+    torch.testing.assert_close(back_angles, angles)  # 58° is kept: no clamp at 60°
+
+
+def test_log_representation_clamps_angles_on_the_way_back():
+    values = torch.tensor([[1.0, 1.0, 1.0, -5.0, 0.0, 5.0]], dtype=torch.float64)
+    _, angles = lattice.unconstrained_to_lattice(values, "log")
+    assert angles.tolist() == [[lattice.ANGLE_MIN_LINEAR, 90.0, lattice.ANGLE_MAX_LINEAR]]
+
+
+def test_a_2_degree_change_is_the_same_at_every_angle_in_the_log_space():
+    angles = torch.tensor([60.0, 90.0, 120.0], dtype=torch.float64)
+    lengths = torch.ones(3, dtype=torch.float64)
+    step = lattice.lattice_to_unconstrained(lengths, angles + 2.0, "log")
+    step = step - lattice.lattice_to_unconstrained(lengths, angles, "log")
+    torch.testing.assert_close(step[3:], torch.full((3,), 2.0 / 30.0, dtype=torch.float64))
+    # The logit space stretches the same change near 60° and 120° (the reason for "log").
+    logit = lattice.angles_to_unconstrained(angles.clamp(61.0, 119.0) + 1.0)
+    logit = logit - lattice.angles_to_unconstrained(angles.clamp(61.0, 119.0))
+    assert logit[0] > 5 * logit[1]
+
+
+def test_unknown_representation_is_named():
+    with pytest.raises(ValueError, match="unknown lattice representation 'cubic'"):
+        lattice.lattice_to_unconstrained(torch.ones(3), torch.ones(3), "cubic")

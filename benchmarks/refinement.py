@@ -1,0 +1,282 @@
+"""The refinement benchmark: corrupted real crystals -> flow -> error before and after.
+
+Targets are MP-20 crystals; starts are the same crystals (atom order kept) with fractional
+coordinates + N(0, coord_std), lengths x exp(N(0, length_log_std)), angles + N(0, angle_std)
+(:mod:`flowllm_kit.flow.refinement`). Each variant of the flow is trained with the same budget
+(demo network, demo training preset, the given number of steps of 64 crystals) on
+``--train-pairs`` such pairs drawn with replacement from MP-20 val, then refines ``--test``
+corrupted MP-20 test crystals (EMA weights, Euler, ``--ode-steps`` steps). Results go to
+``benchmarks/results/refinement.json`` (one entry per variant and budget, kept between runs, so
+an interrupted run resumes) and ``benchmarks/results/refinement.md`` (tables, machine).
+
+Variants are cumulative: each adds one change to the one before, so the table shows what each
+change contributed; ``reference`` is the kit's flow before the changes (the reference code's
+choices).
+
+Usage::
+
+    python benchmarks/refinement.py                       # every variant, 1,500 steps
+    python benchmarks/refinement.py --steps 4000 --variants reference kit
+    python benchmarks/refinement.py --steps 100 --train-pairs 500 --test 30 --out /tmp/r  # smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from flowllm_kit.data import load_dataset
+from flowllm_kit.flow import LossConfig, SamplerConfig, VelocityNetwork, train_preset
+from flowllm_kit.flow.refinement import (
+    ANGLE_CLASSES,
+    Corruption,
+    corrupt,
+    refinement_errors,
+    run_refinement,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Cumulative variants: (name, what it adds, network changes, loss changes).
+VARIANTS: list[tuple[str, str, dict, dict]] = [
+    (
+        "reference",
+        "the reference's choices: logit angles, lengths in Å, unit direction, raw lattice loss",
+        {"smooth_direction": False, "lattice_representation": "logit", "edge_distances": 0},
+        {"lattice_error": "raw"},
+    ),
+    (
+        "+smooth direction",
+        "continuous, permutation-equivariant direction feature",
+        {"smooth_direction": True},
+        {},
+    ),
+    (
+        "+log lattice",
+        "log lengths, angles linear in degrees",
+        {"lattice_representation": "log"},
+        {},
+    ),
+    (
+        "+standardized lattice loss",
+        "lattice error divided by each component's target-velocity std",
+        {},
+        {"lattice_error": "standardized"},
+    ),
+    (
+        "+distances",
+        "16 Gaussian radial basis functions of the minimum-image distance in Å on every edge",
+        {"edge_distances": 16},
+        {},
+    ),
+    (
+        "+edge lattice head",
+        "pairs propose lattice changes along the lattice vectors their bonds lie on",
+        {"edge_lattice_head": True},
+        {},
+    ),
+    (
+        "+edge coordinate head",
+        "atoms move along their bonds by learned amounts (EGNN-style)",
+        {"edge_coordinate_head": True},
+        {},
+    ),
+    (
+        "+lattice weight 10",
+        "loss weights 200 : 10 instead of 200 : 1",
+        {},
+        {"weight_lattice": 10.0},
+    ),
+]
+
+
+def variant_configs(name: str) -> tuple[dict, dict]:
+    """Accumulated (network changes, loss changes) up to and including ``name``."""
+    network, loss = {}, {}
+    for variant, _, net_changes, loss_changes in VARIANTS:
+        network.update(net_changes)
+        loss.update(loss_changes)
+        if variant == name:
+            return network, loss
+    raise ValueError(f"unknown variant {name!r}; choose from {[v[0] for v in VARIANTS]}")
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"{cpu}, {os.cpu_count()} logical cores, {torch.get_num_threads()} torch thread(s), "
+        f"torch {torch.__version__}, Python {platform.python_version()}"
+    )
+
+
+def run_variant(name, steps, train, targets, corruption, args) -> dict:
+    network_changes, loss_changes = variant_configs(name)
+    network = VelocityNetwork.from_preset("demo", **network_changes)
+    config = dataclasses.replace(
+        train_preset("demo"),
+        max_steps=steps,
+        val_every=0,
+        progress=args.progress,
+        seed=args.seed,
+        loss=LossConfig(**loss_changes),
+    )
+    run = run_refinement(
+        network,
+        train,
+        targets,
+        config=config,
+        num_pairs=args.train_pairs,
+        corruption=corruption,
+        sampler=SamplerConfig(method="euler", num_steps=args.ode_steps),
+        seed=args.seed,
+    )
+    history = run.trainer.history[-100:]
+    return {
+        "variant": name,
+        "steps": steps,
+        "network_changes": network_changes,
+        "loss_changes": loss_changes,
+        "train_seconds": run.train_seconds,
+        "final_loss_mean_last_100": float(np.mean([h["loss"] for h in history])),
+        "start": run.start.as_row(),
+        "errors": run.refined.as_row(),
+        "angle_counts": run.refined.angle_count_by_class,
+    }
+
+
+def percent(after: float, before: float) -> str:
+    return f"{100 * (after / before - 1):+.0f}%"
+
+
+def markdown(results: dict, args) -> str:
+    start = results["start"]
+    lines = [
+        "# Refinement benchmark",
+        "",
+        "Written by `benchmarks/refinement.py` (the command below); do not edit by hand.",
+        "",
+        f"Machine: {results['machine']}.",
+        "",
+        f"Setting: corruption coord_std {args.coord_std}, length_log_std {args.length_log_std}, "
+        f"angle_std {args.angle_std}°; {args.train_pairs:,} training pairs drawn from MP-20 val; "
+        f"{args.test} corrupted MP-20 test crystals refined with Euler, {args.ode_steps} steps, "
+        "EMA weights; demo network (hidden 128, 3 layers) and demo training preset (batches of "
+        "64, LR 1e-3 cosine, EMA 0.995), the number of steps in the table. Angle classes by the "
+        f"true angle: {', '.join(f'{k}: {v}' for k, v in start['angle_counts'].items())} angles.",
+        "",
+        "Changes in % are against the start (the corrupted crystals).",
+        "",
+    ]
+    header = (
+        "| variant | steps | coord RMS Å | length MAE Å | angle MAE ° | "
+        + " | ".join(f"angle {k}" for k in ANGLE_CLASSES)
+        + " | volume err % | match % | train s |"
+    )
+    lines += [header, "|" + "---|" * (header.count("|") - 1)]
+
+    def row(name, steps, e, seconds):
+        cells = [
+            name,
+            str(steps),
+            f"{e['coord_rms']:.3f}"
+            + ("" if name == "(start)" else f" ({percent(e['coord_rms'], start['coord_rms'])})"),
+            f"{e['length_mae']:.3f}"
+            + ("" if name == "(start)" else f" ({percent(e['length_mae'], start['length_mae'])})"),
+            f"{e['angle_mae']:.2f}"
+            + ("" if name == "(start)" else f" ({percent(e['angle_mae'], start['angle_mae'])})"),
+        ]
+        cells += [f"{e[f'angle_mae_{k}']:.2f}" for k in ANGLE_CLASSES]
+        cells += [f"{e['volume_error']:.1f}", f"{100 * e['match_rate']:.1f}", seconds]
+        return "| " + " | ".join(cells) + " |"
+
+    lines.append(row("(start)", "-", start, "-"))
+    order = [v[0] for v in VARIANTS]
+    entries = sorted(
+        results["runs"].values(), key=lambda r: (r["steps"], order.index(r["variant"]))
+    )
+    for entry in entries:
+        lines.append(
+            row(entry["variant"], entry["steps"], entry["errors"], f"{entry['train_seconds']:.0f}")
+        )
+    lines += ["", "Variants (each adds to the one above):", ""]
+    lines += [f"- `{name}`: {text}." for name, text, _, _ in VARIANTS]
+    lines += ["", f"Command: `python benchmarks/refinement.py {' '.join(results['argv'])}`", ""]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, nargs="+", default=[1500])
+    parser.add_argument("--variants", nargs="+", default=[v[0] for v in VARIANTS])
+    parser.add_argument("--train-pairs", type=int, default=20_000)
+    parser.add_argument("--test", type=int, default=300)
+    parser.add_argument("--ode-steps", type=int, default=50)
+    parser.add_argument("--coord-std", type=float, default=0.04)
+    parser.add_argument("--length-log-std", type=float, default=0.05)
+    parser.add_argument("--angle-std", type=float, default=2.0)
+    parser.add_argument("--dataset", default="mp_20")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--progress", action="store_true", help="show training progress bars")
+    parser.add_argument("--redo", action="store_true", help="rerun entries already in the JSON")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "refinement"))
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out.with_suffix(".json"), out.with_suffix(".md")
+
+    corruption = Corruption(args.coord_std, args.length_log_std, args.angle_std)
+    train = load_dataset(args.dataset, "val", progress=False)
+    test = load_dataset(args.dataset, "test", progress=False)
+    targets = [test[i] for i in np.random.default_rng(args.seed + 2).permutation(len(test))]
+    targets = targets[: args.test]
+    starts = corrupt(targets, corruption, seed=args.seed + 3)  # as run_refinement draws them
+
+    setting = {k: getattr(args, k) for k in ("train_pairs", "test", "ode_steps", "dataset", "seed")}
+    setting.update(dataclasses.asdict(corruption))
+    results = json.loads(json_path.read_text()) if json_path.exists() else {}
+    if results.get("setting") != setting:
+        results = {"setting": setting, "runs": {}}
+    start_errors = refinement_errors(starts, targets)
+    results["start"] = {**start_errors.as_row(), "angle_counts": start_errors.angle_count_by_class}
+    results["machine"] = machine()
+    results["argv"] = list(argv) if argv is not None else __import__("sys").argv[1:]
+    for steps in args.steps:
+        for name in args.variants:
+            key = f"{name} @ {steps}"
+            if key in results["runs"] and not args.redo:
+                print(f"{key}: done already")
+                continue
+            entry = run_variant(name, steps, train, targets, corruption, args)
+            results["runs"][key] = entry
+            json_path.write_text(json.dumps(results, indent=1))
+            md_path.write_text(markdown(results, args))
+            e = entry["errors"]
+            print(
+                f"{key}: coord {e['coord_rms']:.3f} length {e['length_mae']:.3f} "
+                f"angle {e['angle_mae']:.2f} match {e['match_rate']:.2f} "
+                f"({entry['train_seconds']:.0f} s)",
+                flush=True,
+            )
+    json_path.write_text(json.dumps(results, indent=1))
+    md_path.write_text(markdown(results, args))
+    print(f"wrote {md_path}")
+
+
+if __name__ == "__main__":
+    main()
