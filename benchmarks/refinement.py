@@ -89,10 +89,16 @@ VARIANTS: list[tuple[str, str, dict, dict]] = [
         {},
     ),
     (
-        "+lattice weight 10",
-        "loss weights 200 : 10 instead of 200 : 1",
+        "+angle features",
+        "sin/cos(2 pi k angle / 30°), k = 1..4, of the current angles beside the z-scored lattice",
+        {"angle_features": 4},
         {},
-        {"weight_lattice": 10.0},
+    ),
+    (
+        "+standardized coordinate loss 1:1",
+        "coordinate error divided by the coordinate scale too, loss weights 1 : 1",
+        {},
+        {"coord_error": "standardized", "weight_coords": 1.0, "weight_lattice": 1.0},
     ),
 ]
 

@@ -12,7 +12,8 @@ Typical use::
 
 Modules: :mod:`~.config` (dataclasses, presets), :mod:`~.graph` and :mod:`~.layers` (building
 blocks), :mod:`~.network`, :mod:`~.path`, :mod:`~.loss`, :mod:`~.base`, :mod:`~.sampler`,
-:mod:`~.train`, :mod:`~.checkpoint`.
+:mod:`~.train`, :mod:`~.checkpoint`, :mod:`~.refinement` (the refinement benchmark: corrupted
+real crystals in, errors before and after the flow out).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from flowllm_kit.flow.config import (
     SamplerConfig,
     TrainConfig,
     network_preset,
+    reference_loss,
+    reference_network,
     train_preset,
 )
 from flowllm_kit.flow.graph import CrystalGraph, fully_connected_graph
@@ -64,6 +67,8 @@ __all__ = [
     "load_network",
     "network_preset",
     "path_loss",
+    "reference_loss",
+    "reference_network",
     "sample",
     "sample_in_chunks",
     "sample_path",

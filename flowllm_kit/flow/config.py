@@ -9,6 +9,7 @@ those dataclasses, looked up by name::
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -23,6 +24,8 @@ __all__ = [
     "SamplerConfig",
     "TrainConfig",
     "network_preset",
+    "reference_loss",
+    "reference_network",
     "train_preset",
 ]
 
@@ -68,6 +71,12 @@ class NetworkConfig:
     # Add layers.EdgeCoordinateHead to the per-atom coordinate head: each atom moves along its
     # bonds by learned amounts (EGNN-style; the reference has only the per-atom head).
     edge_coordinate_head: bool = False
+    # Harmonics k = 1..angle_features of sin/cos(2 pi k angle / 30°) of the current lattice
+    # angles, fed with the z-scored lattice (0: none, as in the reference). 60°, 90° and 120°
+    # are multiples of 30°, so these say how far each angle is from the nearest of them, with
+    # the same resolution at every angle; MP-20's reduced cells hold many angles at exactly
+    # those values. The z-scored lattice alone resolves a 2° change at 90° as about 0.04.
+    angle_features: int = 0
     aggregation: Literal["mean", "sum"] = "mean"  # how messages are pooled per receiving atom
     layer_norm: bool = True  # pre-LayerNorm in each layer and before the output heads
 
@@ -80,6 +89,10 @@ class NetworkConfig:
             raise ValueError(f"NetworkConfig.time_dim must be even, got {self.time_dim}")
         if self.aggregation not in ("mean", "sum"):
             raise ValueError(f"aggregation must be 'mean' or 'sum', got {self.aggregation!r}")
+        if self.angle_features < 0:
+            raise ValueError(
+                f"NetworkConfig.angle_features must be >= 0, got {self.angle_features}"
+            )
         if self.edge_distances < 0:
             raise ValueError(
                 f"NetworkConfig.edge_distances must be >= 0, got {self.edge_distances}"
@@ -91,7 +104,7 @@ class NetworkConfig:
     @property
     def edge_input_dim(self) -> int:
         """Width of the (never materialized) concatenated edge input."""
-        width = 2 * self.hidden_dim + 6 + 6 * self.num_frequencies
+        width = 2 * self.hidden_dim + 6 + 6 * self.angle_features + 6 * self.num_frequencies
         width += self.hidden_dim if self.num_atoms_embedding else 0
         return width + (3 if self.edge_direction else 0) + self.edge_distances
 
@@ -111,6 +124,32 @@ def network_preset(name: PresetName) -> NetworkConfig:
     return lookup_preset(NETWORK_PRESETS, name)
 
 
+def reference_network(config: NetworkConfig) -> NetworkConfig:
+    """``config`` with the reference code's choices where the kit's presets differ: the unit
+    direction feature, the logit lattice space, no distances, only the pooled heads.
+
+    With the paper preset this is the reference CSPNet's shape (2,313-wide edge input), for
+    comparisons with the paper::
+
+        >>> reference_network(network_preset("paper")).edge_input_dim
+        2313
+    """
+    return dataclasses.replace(
+        config,
+        smooth_direction=False,
+        edge_distances=0,
+        lattice_representation="logit",
+        edge_lattice_head=False,
+        edge_coordinate_head=False,
+        angle_features=0,
+    )
+
+
+def reference_loss(config: LossConfig | None = None) -> LossConfig:
+    """``config`` (default :class:`LossConfig`) with the reference's raw errors."""
+    return dataclasses.replace(config or LossConfig(), lattice_error="raw", coord_error="raw")
+
+
 @dataclass(frozen=True)
 class LossConfig:
     """Weights of the flow-matching loss (REFERENCE §6).
@@ -128,12 +167,15 @@ class LossConfig:
     # so components with large velocities dominate) or "standardized" (each component divided
     # by the standard deviation of its training target velocity, so all six count alike).
     lattice_error: Literal["raw", "standardized"] = "raw"
+    # The same for the coordinate error: "standardized" divides it by the coordinate scale
+    # (the RMS of the training target velocity), so both terms start near 1.
+    coord_error: Literal["raw", "standardized"] = "raw"
 
     def __post_init__(self) -> None:
-        if self.lattice_error not in ("raw", "standardized"):
-            raise ValueError(
-                f"lattice_error must be 'raw' or 'standardized', got {self.lattice_error!r}"
-            )
+        for name in ("lattice_error", "coord_error"):
+            value = getattr(self, name)
+            if value not in ("raw", "standardized"):
+                raise ValueError(f"{name} must be 'raw' or 'standardized', got {value!r}")
 
     @property
     def weights(self) -> tuple[float, float]:

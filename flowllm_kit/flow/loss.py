@@ -55,6 +55,7 @@ def flow_matching_loss(
     *,
     config: LossConfig | None = None,
     lattice_scale: Tensor | None = None,
+    coord_scale: Tensor | float | None = None,
 ) -> FlowLoss:
     """Loss of predicted velocities against the path's targets.
 
@@ -66,6 +67,8 @@ def flow_matching_loss(
         lattice_scale: ``(6,)`` standard deviations of the lattice target velocity; the
             lattice error is divided by them when ``config.lattice_error`` is
             ``"standardized"`` (required then).
+        coord_scale: RMS of the coordinate target velocity; the coordinate error is divided
+            by it when ``config.coord_error`` is ``"standardized"`` (required then).
 
     Returns:
         The loss terms, each averaged over crystals.
@@ -73,7 +76,12 @@ def flow_matching_loss(
     config = config or LossConfig()
     weight_f, weight_l = config.weights
     index, num = sample.x_1.batch_index, sample.x_1.num_crystals
-    squared = (v_f - sample.df_t).pow(2).sum(-1)  # (N,)
+    error_f = v_f - sample.df_t  # (N, 3)
+    if config.coord_error == "standardized":
+        if coord_scale is None:
+            raise ValueError("a standardized coordinate error needs coord_scale")
+        error_f = error_f / coord_scale
+    squared = error_f.pow(2).sum(-1)  # (N,)
     coords = torus.scatter_sum(squared.unsqueeze(-1), index, num).squeeze(-1)  # (B,)
     coords = coords / (3 * sample.x_1.num_atoms.to(coords.dtype))
     error_l = v_l - sample.dl_t  # (B, 6)
@@ -90,7 +98,13 @@ def path_loss(
     model: VelocityField, sample: PathSample, *, config: LossConfig | None = None
 ) -> FlowLoss:
     """Evaluate ``model`` on the path sample and return :func:`flow_matching_loss` (with the
-    model's ``velocity_std`` as the lattice scale, when it has one)."""
+    model's ``velocity_std`` and ``coord_scale`` as the scales, when it has them)."""
     v_f, v_l = model.velocity(sample.x_0, sample.f_t, sample.l_t, sample.t)
-    scale = getattr(model, "velocity_std", None)
-    return flow_matching_loss(v_f, v_l, sample, config=config, lattice_scale=scale)
+    return flow_matching_loss(
+        v_f,
+        v_l,
+        sample,
+        config=config,
+        lattice_scale=getattr(model, "velocity_std", None),
+        coord_scale=getattr(model, "coord_scale", None),
+    )

@@ -41,7 +41,18 @@ from flowllm_kit.geometry import lattice, torus
 from flowllm_kit.geometry.lattice import LatticeStatistics
 from flowllm_kit.presets import PresetName
 
-__all__ = ["VelocityNetwork"]
+__all__ = ["VelocityNetwork", "angle_features"]
+
+
+def angle_features(angles: Tensor, num_harmonics: int) -> Tensor:
+    """``(B, 6K)`` ``sin`` and ``cos`` of ``2 pi k angle / 30°`` for k = 1..K, per angle.
+
+    Periodic with period 30°, so every multiple of 30° (60°, 90°, 120°) looks the same and a
+    change of angle reads the same at all of them.
+    """
+    k = torch.arange(1, num_harmonics + 1, device=angles.device, dtype=angles.dtype)
+    phase = (2 * math.pi / 30.0) * angles.unsqueeze(-1) * k  # (B, 3, K)
+    return torch.cat([phase.sin().flatten(1), phase.cos().flatten(1)], dim=-1)
 
 
 class VelocityNetwork(nn.Module):
@@ -74,7 +85,8 @@ class VelocityNetwork(nn.Module):
         self.num_atoms_embedding = (
             nn.Embedding(config.max_num_atoms + 1, hidden) if config.num_atoms_embedding else None
         )
-        crystal_dim = 6 + (hidden if config.num_atoms_embedding else 0)
+        crystal_dim = 6 + 6 * config.angle_features
+        crystal_dim += hidden if config.num_atoms_embedding else 0
         self.layers = nn.ModuleList(
             MessageLayer(
                 hidden,
@@ -191,6 +203,9 @@ class VelocityNetwork(nn.Module):
         displacement = pair_displacement(f_t, graph)  # (P, 3)
         sines, cosines = displacement_features(displacement, config.num_frequencies)
         crystal = (l_t - self.lattice_mean) / self.lattice_std  # (B, 6)
+        if config.angle_features:
+            _, angles = lattice.unconstrained_to_lattice(l_t, self.lattice_representation)
+            crystal = torch.cat([crystal, angle_features(angles, config.angle_features)], dim=-1)
         if self.num_atoms_embedding is not None:
             counts = batch.num_atoms.clamp(max=config.max_num_atoms)
             crystal = torch.cat([crystal, self.num_atoms_embedding(counts)], dim=-1)

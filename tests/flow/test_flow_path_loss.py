@@ -149,3 +149,43 @@ def test_types_only_and_paired_bases(make_pairs):
     for base in (PairedBase(), TypesOnlyBase()):
         with pytest.raises(ValueError, match="x_0"):
             base.sample(x_1)
+
+
+def test_standardized_errors_divide_by_the_target_scales(make_pairs):
+    x_0, x_1 = _pair_batches(make_pairs)
+    sample = sample_path(x_0, x_1, torch.rand(6, dtype=torch.float64))
+    lattice_scale = torch.tensor([0.5, 1.0, 2.0, 0.5, 1.0, 2.0], dtype=torch.float64)
+    config = LossConfig(
+        weight_coords=1.0,
+        weight_lattice=3.0,
+        normalize=False,
+        lattice_error="standardized",
+        coord_error="standardized",
+    )
+    # Every component off by 0.5; coordinates scaled by 0.25 -> error 2 (squared 4); lattice
+    # components by 0.5, 1, 2 -> squared errors 1, 0.25, 0.0625 (mean 0.4375).
+    loss = flow_matching_loss(
+        sample.df_t + 0.5,
+        sample.dl_t + 0.5,
+        sample,
+        config=config,
+        lattice_scale=lattice_scale,
+        coord_scale=0.25,
+    )
+    assert float(loss.coords) == pytest.approx(4.0)
+    assert float(loss.lattice) == pytest.approx(0.4375)
+    assert float(loss.total) == pytest.approx(4.0 + 3 * 0.4375)
+    with pytest.raises(ValueError, match="needs lattice_scale"):
+        flow_matching_loss(sample.df_t, sample.dl_t, sample, config=config, coord_scale=0.25)
+    with pytest.raises(ValueError, match="lattice_error must be"):
+        LossConfig(lattice_error="z")
+
+
+def test_path_in_the_log_lattice_space(make_pairs):
+    x_0, x_1 = _pair_batches(make_pairs)
+    end = sample_path(x_0, x_1, torch.ones(6, dtype=torch.float64), representation="log")
+    torch.testing.assert_close(end.l_t, x_1.lattice_in("log"))
+    torch.testing.assert_close(end.x_t.lengths, x_1.lengths)
+    torch.testing.assert_close(end.dl_t[:, :3], (x_1.lengths / x_0.lengths).log())
+    stats = FlowStatistics.from_pairs(x_0, x_1, "log")
+    assert stats.lattice.mean[:3] == pytest.approx(x_1.lengths.log().mean(0).tolist())

@@ -236,3 +236,14 @@ def test_minimum_image_distance_known_cells():
 @pytest.mark.parametrize("name", ["smoke", "demo", "paper"])
 def test_presets_use_the_continuous_direction(name):
     assert network_preset(name).smooth_direction
+
+
+def test_angle_features_see_every_multiple_of_30_degrees_alike():
+    from flowllm_kit.flow.network import angle_features
+
+    angles = torch.tensor([[60.0, 90.0, 120.0], [61.0, 91.0, 121.0]], dtype=torch.float64)
+    features = angle_features(angles, 3).reshape(2, 2, 3, 3)  # (B, sin|cos, angle, k)
+    torch.testing.assert_close(features[:, :, 0], features[:, :, 1])
+    torch.testing.assert_close(features[:, :, 0], features[:, :, 2])
+    # The first harmonic's sine is 2 pi / 30 per degree near a multiple of 30°.
+    assert float(features[1, 0, 0, 0]) == pytest.approx(np.sin(2 * np.pi / 30), rel=1e-12)
