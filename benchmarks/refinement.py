@@ -33,7 +33,16 @@ import numpy as np
 import torch
 
 from flowllm_kit.data import load_dataset
-from flowllm_kit.flow import LossConfig, SamplerConfig, VelocityNetwork, train_preset
+from flowllm_kit.flow import (
+    LossConfig,
+    NetworkConfig,
+    SamplerConfig,
+    VelocityNetwork,
+    network_preset,
+    reference_loss,
+    reference_network,
+    train_preset,
+)
 from flowllm_kit.flow.refinement import (
     ANGLE_CLASSES,
     Corruption,
@@ -100,18 +109,38 @@ VARIANTS: list[tuple[str, str, dict, dict]] = [
         {},
         {"coord_error": "standardized", "weight_coords": 1.0, "weight_lattice": 1.0},
     ),
+    (
+        "+length ratios",
+        "log(a/b), log(b/c), log(a/c) (times 10) beside the z-scored lattice",
+        {"length_ratios": True},
+        {},
+    ),
+    (
+        "+lattice weight 3",
+        "loss weights 1 : 3 (coordinates : lattice), both standardized",
+        {},
+        {"weight_lattice": 3.0},
+    ),
 ]
 
 
-def variant_configs(name: str) -> tuple[dict, dict]:
-    """Accumulated (network changes, loss changes) up to and including ``name``."""
-    network, loss = {}, {}
+KIT = "kit (demo preset)"
+"""The demo presets as they are: the network and loss the kit ships (see flow/config.py)."""
+
+
+def variant_configs(name: str) -> tuple[NetworkConfig, LossConfig]:
+    """Network and loss of a variant: the kit's presets for :data:`KIT`, else the reference's
+    choices on the demo network's shape with the changes accumulated up to ``name``."""
+    if name == KIT:
+        return network_preset("demo"), train_preset("demo").loss
+    network = dataclasses.asdict(reference_network(network_preset("demo")))
+    loss = dataclasses.asdict(reference_loss(LossConfig()))
     for variant, _, net_changes, loss_changes in VARIANTS:
         network.update(net_changes)
         loss.update(loss_changes)
         if variant == name:
-            return network, loss
-    raise ValueError(f"unknown variant {name!r}; choose from {[v[0] for v in VARIANTS]}")
+            return NetworkConfig(**network), LossConfig(**loss)
+    raise ValueError(f"unknown variant {name!r}; choose from {[v[0] for v in VARIANTS]}, {KIT}")
 
 
 def machine() -> str:
@@ -130,15 +159,15 @@ def machine() -> str:
 
 
 def run_variant(name, steps, train, targets, corruption, args) -> dict:
-    network_changes, loss_changes = variant_configs(name)
-    network = VelocityNetwork.from_preset("demo", **network_changes)
+    network_config, loss = variant_configs(name)
+    network = VelocityNetwork(network_config)
     config = dataclasses.replace(
         train_preset("demo"),
         max_steps=steps,
         val_every=0,
         progress=args.progress,
         seed=args.seed,
-        loss=LossConfig(**loss_changes),
+        loss=loss,
     )
     run = run_refinement(
         network,
@@ -154,8 +183,8 @@ def run_variant(name, steps, train, targets, corruption, args) -> dict:
     return {
         "variant": name,
         "steps": steps,
-        "network_changes": network_changes,
-        "loss_changes": loss_changes,
+        "network": dataclasses.asdict(network_config),
+        "loss": dataclasses.asdict(loss),
         "train_seconds": run.train_seconds,
         "final_loss_mean_last_100": float(np.mean([h["loss"] for h in history])),
         "start": run.start.as_row(),
@@ -165,6 +194,8 @@ def run_variant(name, steps, train, targets, corruption, args) -> dict:
 
 
 def percent(after: float, before: float) -> str:
+    if before == 0:  # e.g. coordinates when --coord-std is 0
+        return "n/a"
     return f"{100 * (after / before - 1):+.0f}%"
 
 
@@ -210,7 +241,7 @@ def markdown(results: dict, args) -> str:
         return "| " + " | ".join(cells) + " |"
 
     lines.append(row("(start)", "-", start, "-"))
-    order = [v[0] for v in VARIANTS]
+    order = [v[0] for v in VARIANTS] + [KIT]
     entries = sorted(
         results["runs"].values(), key=lambda r: (r["steps"], order.index(r["variant"]))
     )
@@ -220,6 +251,7 @@ def markdown(results: dict, args) -> str:
         )
     lines += ["", "Variants (each adds to the one above):", ""]
     lines += [f"- `{name}`: {text}." for name, text, _, _ in VARIANTS]
+    lines.append(f"- `{KIT}`: the network and loss of the demo presets, as shipped.")
     lines += ["", f"Command: `python benchmarks/refinement.py {' '.join(results['argv'])}`", ""]
     return "\n".join(lines)
 
@@ -227,7 +259,7 @@ def markdown(results: dict, args) -> str:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, nargs="+", default=[1500])
-    parser.add_argument("--variants", nargs="+", default=[v[0] for v in VARIANTS])
+    parser.add_argument("--variants", nargs="+", default=[v[0] for v in VARIANTS] + [KIT])
     parser.add_argument("--train-pairs", type=int, default=20_000)
     parser.add_argument("--test", type=int, default=300)
     parser.add_argument("--ode-steps", type=int, default=50)

@@ -17,6 +17,8 @@ from flowllm_kit.geometry.lattice import LatticeRepresentation, check_representa
 from flowllm_kit.presets import PresetName, lookup_preset
 
 __all__ = [
+    "KIT_LOSS",
+    "KIT_NETWORK_CHOICES",
     "NETWORK_PRESETS",
     "TRAIN_PRESETS",
     "LossConfig",
@@ -77,6 +79,10 @@ class NetworkConfig:
     # the same resolution at every angle; MP-20's reduced cells hold many angles at exactly
     # those values. The z-scored lattice alone resolves a 2° change at 90° as about 0.04.
     angle_features: int = 0
+    # Feed the log length ratios log(a/b), log(b/c), log(a/c), times 10, with the lattice: 0
+    # for equal lengths (cubic, tetragonal, hexagonal cells), so the network can see how far a
+    # cell is from having equal lengths (0: none, as in the reference).
+    length_ratios: bool = False
     aggregation: Literal["mean", "sum"] = "mean"  # how messages are pooled per receiving atom
     layer_norm: bool = True  # pre-LayerNorm in each layer and before the output heads
 
@@ -105,17 +111,36 @@ class NetworkConfig:
     def edge_input_dim(self) -> int:
         """Width of the (never materialized) concatenated edge input."""
         width = 2 * self.hidden_dim + 6 + 6 * self.angle_features + 6 * self.num_frequencies
+        width += 3 if self.length_ratios else 0
         width += self.hidden_dim if self.num_atoms_embedding else 0
         return width + (3 if self.edge_direction else 0) + self.edge_distances
 
 
+# The kit's choices, measured on the refinement benchmark (benchmarks/refinement.py; results
+# and the ablation in benchmarks/results/refinement.md). reference_network() undoes them.
+KIT_NETWORK_CHOICES: dict[str, object] = {
+    "smooth_direction": True,
+    "lattice_representation": "log",
+    "edge_distances": 16,
+    "edge_coordinate_head": True,
+    "angle_features": 4,
+    "length_ratios": True,
+}
+
 NETWORK_PRESETS: dict[str, NetworkConfig] = {
     # CI: seconds on a CPU.
-    "smoke": NetworkConfig(hidden_dim=32, time_dim=16, num_layers=2, num_frequencies=8),
-    # A laptop CPU: about 0.4 M parameters.
-    "demo": NetworkConfig(hidden_dim=128, time_dim=64, num_layers=3, num_frequencies=32),
-    # FlowLLM paper: hidden 512, time 256, 6 layers; 2,313-wide edge input like the reference.
-    "paper": NetworkConfig(hidden_dim=512, time_dim=256, num_layers=6, num_frequencies=128),
+    "smoke": NetworkConfig(
+        hidden_dim=32, time_dim=16, num_layers=2, num_frequencies=8, **KIT_NETWORK_CHOICES
+    ),
+    # A laptop CPU: about 0.55 M parameters.
+    "demo": NetworkConfig(
+        hidden_dim=128, time_dim=64, num_layers=3, num_frequencies=32, **KIT_NETWORK_CHOICES
+    ),
+    # FlowLLM paper: hidden 512, time 256, 6 layers; with reference_network() the reference's
+    # 2,313-wide edge input.
+    "paper": NetworkConfig(
+        hidden_dim=512, time_dim=256, num_layers=6, num_frequencies=128, **KIT_NETWORK_CHOICES
+    ),
 }
 
 
@@ -142,6 +167,7 @@ def reference_network(config: NetworkConfig) -> NetworkConfig:
         edge_lattice_head=False,
         edge_coordinate_head=False,
         angle_features=0,
+        length_ratios=False,
     )
 
 
@@ -239,6 +265,12 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)  # loss weights
 
 
+# Both errors standardized, weighted 1 : 1 (the reference: raw errors, 200 : 1; see LossConfig
+# and benchmarks/results/refinement.md). reference_loss() undoes it.
+KIT_LOSS = LossConfig(
+    weight_coords=1.0, weight_lattice=1.0, lattice_error="standardized", coord_error="standardized"
+)
+
 TRAIN_PRESETS: dict[str, TrainConfig] = {
     "smoke": TrainConfig(
         batch_size=16,
@@ -247,6 +279,7 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
         val_every=50,
         checkpoint_every=100,
         ema_decay=0.99,
+        loss=KIT_LOSS,
     ),
     # Sized for make demo's 45 minutes on 2 CPU cores: three models at about 2 minutes each.
     "demo": TrainConfig(
@@ -256,8 +289,9 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
         val_every=250,
         checkpoint_every=500,
         ema_decay=0.995,
+        loss=KIT_LOSS,
     ),
-    "paper": TrainConfig(),
+    "paper": TrainConfig(loss=KIT_LOSS),
 }
 
 

@@ -60,13 +60,20 @@ class VelocityNetwork(nn.Module):
 
     Atoms start from an atom-type embedding combined with a time embedding; ``num_layers``
     message layers see, on every edge, both atoms' features, the z-scored lattice, the atom
-    count and a sinusoidal embedding of the torus displacement. Heads: a per-atom 3-vector
-    (no bias) for ``f`` and a mean-pooled 6-vector for ``l``, both de-standardized with the
-    training statistics; ``v_f`` has zero mean per crystal.
+    count and a sinusoidal embedding of the torus displacement, and optionally (the kit's
+    presets) a direction feature, a radial basis of the minimum-image distance in Å, angle
+    harmonics and length ratios of the lattice. Heads: a per-atom 3-vector (no bias) for ``f``
+    (plus, optionally, a move along each bond: :class:`~flowllm_kit.flow.layers.
+    EdgeCoordinateHead`) and a mean-pooled 6-vector for ``l`` (plus, optionally,
+    :class:`~flowllm_kit.flow.layers.EdgeLatticeHead`), both de-standardized with the training
+    statistics; ``v_f`` has zero mean per crystal. The lattice lives in the space
+    ``config.lattice_representation`` (:mod:`flowllm_kit.geometry.lattice`).
 
     Invariances: permuting atoms within a crystal permutes ``v_f`` and leaves ``v_l``
     unchanged; translating all coordinates of a crystal changes nothing (only displacements
-    enter).
+    enter). Every input is continuous and periodic in the coordinates, so both hold exactly at
+    half-lattice offsets too, where the wrapped displacement is -0.5 for either atom order,
+    except with ``smooth_direction=False`` (the reference's unit direction).
 
     Args:
         config: Network shape.
@@ -85,7 +92,7 @@ class VelocityNetwork(nn.Module):
         self.num_atoms_embedding = (
             nn.Embedding(config.max_num_atoms + 1, hidden) if config.num_atoms_embedding else None
         )
-        crystal_dim = 6 + 6 * config.angle_features
+        crystal_dim = 6 + 6 * config.angle_features + (3 if config.length_ratios else 0)
         crystal_dim += hidden if config.num_atoms_embedding else 0
         self.layers = nn.ModuleList(
             MessageLayer(
@@ -203,9 +210,15 @@ class VelocityNetwork(nn.Module):
         displacement = pair_displacement(f_t, graph)  # (P, 3)
         sines, cosines = displacement_features(displacement, config.num_frequencies)
         crystal = (l_t - self.lattice_mean) / self.lattice_std  # (B, 6)
-        if config.angle_features:
-            _, angles = lattice.unconstrained_to_lattice(l_t, self.lattice_representation)
-            crystal = torch.cat([crystal, angle_features(angles, config.angle_features)], dim=-1)
+        if config.angle_features or config.length_ratios:
+            lengths, angles = lattice.unconstrained_to_lattice(l_t, self.lattice_representation)
+            if config.angle_features:
+                features = angle_features(angles, config.angle_features)
+                crystal = torch.cat([crystal, features], dim=-1)
+            if config.length_ratios:
+                log_lengths = lengths.log()
+                a, b, c = log_lengths.unbind(-1)
+                crystal = torch.cat([crystal, 10.0 * torch.stack([a - b, b - c, a - c], -1)], -1)
         if self.num_atoms_embedding is not None:
             counts = batch.num_atoms.clamp(max=config.max_num_atoms)
             crystal = torch.cat([crystal, self.num_atoms_embedding(counts)], dim=-1)

@@ -8,7 +8,14 @@ import pytest
 import torch
 
 from flowllm_kit.crystal import CrystalBatch
-from flowllm_kit.flow import FlowStatistics, NetworkConfig, VelocityNetwork, fully_connected_graph
+from flowllm_kit.flow import (
+    FlowStatistics,
+    NetworkConfig,
+    VelocityNetwork,
+    fully_connected_graph,
+    network_preset,
+    reference_network,
+)
 from flowllm_kit.flow.graph import (
     displacement_features,
     distance_features,
@@ -45,9 +52,12 @@ def test_output_shapes(preset, make_crystals):
 
 
 def test_paper_preset_matches_reference_size():
-    net = VelocityNetwork.from_preset("paper")
+    net = VelocityNetwork(reference_network(network_preset("paper")))
     assert net.config.edge_input_dim == 2313  # the reference CSPNet's edge input width
     assert 13e6 < net.num_parameters() < 15e6  # reference: 14.2 M
+    kit = VelocityNetwork.from_preset("paper")  # the kit's choices add a little
+    assert kit.config.edge_input_dim == 2313 + 16 + 6 * 4 + 3
+    assert net.num_parameters() < kit.num_parameters() < 1.1 * net.num_parameters()
 
 
 def test_coordinate_velocity_has_zero_mean_per_crystal(make_crystals):
@@ -111,7 +121,14 @@ def test_graph_is_fully_connected_without_self_edges():
 def test_factorized_edge_layer_equals_dense_layer(direction, smooth, distances, make_crystals):
     """The first edge layer equals one linear map of the concatenated edge input."""
     batch = CrystalBatch.from_crystals(make_crystals(4, min_atoms=2)).to(dtype=torch.float64)
-    net = _network(edge_direction=direction, smooth_direction=smooth, edge_distances=distances)
+    net = _network(
+        edge_direction=direction,
+        smooth_direction=smooth,
+        edge_distances=distances,
+        lattice_representation="logit",
+        angle_features=0,
+        length_ratios=False,
+    )
     layer = net.layers[0].edge_input
     graph = fully_connected_graph(batch.num_atoms)
     h = torch.randn(batch.atomic_numbers.shape[0], net.config.hidden_dim, dtype=torch.float64)

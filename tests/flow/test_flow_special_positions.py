@@ -43,7 +43,15 @@ KIT = {
     "edge_coordinate_head": True,
 }
 KIT_LOGIT = {**KIT, "lattice_representation": "logit"}
-REFERENCE = {"smooth_direction": False, "edge_distances": 0, "lattice_representation": "logit"}
+REFERENCE = {
+    "smooth_direction": False,
+    "edge_distances": 0,
+    "lattice_representation": "logit",
+    "edge_lattice_head": False,
+    "edge_coordinate_head": False,
+    "angle_features": 0,
+    "length_ratios": False,
+}
 
 
 def _special_crystals() -> list[Crystal]:
