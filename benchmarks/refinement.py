@@ -252,7 +252,14 @@ def markdown(results: dict, args) -> str:
     lines += ["", "Variants (each adds to the one above):", ""]
     lines += [f"- `{name}`: {text}." for name, text, _, _ in VARIANTS]
     lines.append(f"- `{KIT}`: the network and loss of the demo presets, as shipped.")
-    lines += ["", f"Command: `python benchmarks/refinement.py {' '.join(results['argv'])}`", ""]
+    lines += [
+        "",
+        "One seed per row: differences of a few percent between rows are within what a second "
+        "seed could change (not measured). Every row is rerun, with the settings above, by "
+        '`python benchmarks/refinement.py --steps STEPS --variants "VARIANT"`; rows already in '
+        "the results file are kept (`--redo` reruns them).",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -293,7 +300,6 @@ def main(argv=None) -> None:
     start_errors = refinement_errors(starts, targets)
     results["start"] = {**start_errors.as_row(), "angle_counts": start_errors.angle_count_by_class}
     results["machine"] = machine()
-    results["argv"] = list(argv) if argv is not None else __import__("sys").argv[1:]
     for steps in args.steps:
         for name in args.variants:
             key = f"{name} @ {steps}"
