@@ -193,6 +193,17 @@ def run_variant(name, steps, train, targets, corruption, args) -> dict:
     }
 
 
+def extra_flags(args) -> str:
+    """The command-line flags of ``args`` that differ from their defaults (steps and variants
+    aside), so a results file names how to rerun it."""
+    defaults = vars(build_parser().parse_args([]))
+    flags = ""
+    for name, value in vars(args).items():
+        if name not in ("steps", "variants", "progress", "redo") and value != defaults[name]:
+            flags += f" --{name.replace('_', '-')} {value}"
+    return flags
+
+
 def percent(after: float, before: float) -> str:
     if before == 0:  # e.g. coordinates when --coord-std is 0
         return "n/a"
@@ -256,14 +267,14 @@ def markdown(results: dict, args) -> str:
         "",
         "One seed per row: differences of a few percent between rows are within what a second "
         "seed could change (not measured). Every row is rerun, with the settings above, by "
-        '`python benchmarks/refinement.py --steps STEPS --variants "VARIANT"`; rows already in '
-        "the results file are kept (`--redo` reruns them).",
+        f'`python benchmarks/refinement.py --steps STEPS --variants "VARIANT"{extra_flags(args)}`; '
+        "rows already in the results file are kept (`--redo` reruns them).",
         "",
     ]
     return "\n".join(lines)
 
 
-def main(argv=None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, nargs="+", default=[1500])
     parser.add_argument("--variants", nargs="+", default=[v[0] for v in VARIANTS] + [KIT])
@@ -279,7 +290,11 @@ def main(argv=None) -> None:
     parser.add_argument("--progress", action="store_true", help="show training progress bars")
     parser.add_argument("--redo", action="store_true", help="rerun entries already in the JSON")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "refinement"))
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> None:
+    args = build_parser().parse_args(argv)
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
