@@ -25,6 +25,7 @@ __all__ = [
     "NetworkConfig",
     "SamplerConfig",
     "TrainConfig",
+    "flow_configs",
     "network_preset",
     "reference_loss",
     "reference_network",
@@ -172,8 +173,16 @@ def reference_network(config: NetworkConfig) -> NetworkConfig:
 
 
 def reference_loss(config: LossConfig | None = None) -> LossConfig:
-    """``config`` (default :class:`LossConfig`) with the reference's raw errors."""
-    return dataclasses.replace(config or LossConfig(), lattice_error="raw", coord_error="raw")
+    """``config`` (default :class:`LossConfig`) with the reference's loss: raw errors weighted
+    200 : 1 (the paper's ratio; the dataclass defaults), normalization kept as given."""
+    reference = LossConfig()
+    return dataclasses.replace(
+        config or reference,
+        weight_coords=reference.weight_coords,
+        weight_lattice=reference.weight_lattice,
+        lattice_error="raw",
+        coord_error="raw",
+    )
 
 
 @dataclass(frozen=True)
@@ -298,3 +307,23 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
 def train_preset(name: PresetName) -> TrainConfig:
     """The named :class:`TrainConfig`."""
     return lookup_preset(TRAIN_PRESETS, name)
+
+
+FLOW_CHOICES = ("kit", "reference")
+"""``flow_configs`` choices: the kit's presets, or the reference code's network and loss."""
+
+
+def flow_configs(
+    preset: PresetName, *, network: PresetName | None = None, choices: str = "kit"
+) -> tuple[NetworkConfig, TrainConfig]:
+    """The network and training configs of a run: the preset's (``network`` picks another
+    network preset), with the kit's choices or, for ``choices="reference"``, the reference
+    code's (:func:`reference_network`, :func:`reference_loss`). Notebook 05 and the command
+    line both build their flows from this."""
+    if choices not in FLOW_CHOICES:
+        raise ValueError(f"flow choices must be one of {', '.join(FLOW_CHOICES)}, got {choices!r}")
+    network_config, train_config = network_preset(network or preset), train_preset(preset)
+    if choices == "reference":
+        network_config = reference_network(network_config)
+        train_config = dataclasses.replace(train_config, loss=reference_loss(train_config.loss))
+    return network_config, train_config

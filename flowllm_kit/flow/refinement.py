@@ -36,6 +36,7 @@ from flowllm_kit.flow.network import VelocityNetwork
 from flowllm_kit.flow.sampler import sample_in_chunks
 from flowllm_kit.flow.train import FlowTrainer
 from flowllm_kit.geometry import torus
+from flowllm_kit.presets import lookup_preset
 
 __all__ = [
     "ANGLE_CLASSES",
@@ -45,6 +46,7 @@ __all__ = [
     "RefinementRun",
     "angle_class",
     "corrupt",
+    "default_denoise_pairs",
     "denoising_pairs",
     "refinement_errors",
     "run_refinement",
@@ -201,6 +203,17 @@ def refinement_errors(
         match_rate=match_rate,
         num_crystals=len(truth),
     )
+
+
+DENOISE_PAIRS = {"smoke": 64, "demo": 5_000, "paper": 0}
+"""Denoising pairs added to FlowLLM's LLM pairs per preset (notebook 05, ``train-flow``)."""
+
+
+def default_denoise_pairs(preset: str, choices: str = "kit") -> int:
+    """How many corrupted real crystals join FlowLLM's pairs by default: none with the
+    reference's choices or in the paper preset (3.3 M LLM pairs need no help), some at kit
+    scale, where the pair set holds a few hundred pairs (see notebook 05, section 3)."""
+    return 0 if choices == "reference" else lookup_preset(DENOISE_PAIRS, preset)
 
 
 def denoising_pairs(

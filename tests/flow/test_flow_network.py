@@ -209,3 +209,18 @@ def test_statistics_round_trip():
     assert held.lattice_velocity.std == pytest.approx(given.lattice_velocity.std)
     assert held.coord_scale == pytest.approx(given.coord_scale)
     assert FlowStatistics.from_dict(_statistics().to_dict()) == _statistics()
+
+
+def test_flow_configs_kit_and_reference():
+    from flowllm_kit.flow import LossConfig, flow_configs, train_preset
+
+    network, train = flow_configs("demo")
+    assert network == network_preset("demo") and train == train_preset("demo")
+    assert train.loss.coord_error == train.loss.lattice_error == "standardized"
+    network, train = flow_configs("demo", network="smoke", choices="reference")
+    assert network == reference_network(network_preset("smoke"))
+    assert not network.smooth_direction and network.lattice_representation == "logit"
+    assert train.loss == LossConfig()  # raw errors weighted 200 : 1, as the reference
+    assert train.max_steps == train_preset("demo").max_steps
+    with pytest.raises(ValueError, match="flow choices must be one of kit, reference"):
+        flow_configs("demo", choices="paper")

@@ -145,3 +145,12 @@ def test_run_refinement_trains_and_reports_both_ends(make_crystals):
     assert run.trainer.step == 3 and len(run.refined_crystals) == 8
     assert run.start.num_crystals == run.refined.num_crystals == 8
     assert set(run.table()) == {"start", "refined"}
+
+
+def test_default_denoise_pairs():
+    from flowllm_kit.flow.refinement import default_denoise_pairs
+
+    assert default_denoise_pairs("demo") > default_denoise_pairs("smoke") > 0
+    assert default_denoise_pairs("paper") == default_denoise_pairs("demo", "reference") == 0
+    with pytest.raises(ValueError, match="unknown preset 'huge'"):
+        default_denoise_pairs("huge")
