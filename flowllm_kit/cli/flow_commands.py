@@ -45,6 +45,17 @@ def _train_flow_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--noise-std", type=float, default=0.0, help="jitter on FlowLLM's starts (%(default)s)"
     )
+    parser.add_argument(
+        "--flow-choices",
+        choices=("kit", "reference"),
+        default="kit",
+        help="the presets' network and loss, or the reference code's (%(default)s)",
+    )
+    parser.add_argument(
+        "--denoise-pairs",
+        type=int,
+        help="corrupted real crystals added to FlowLLM's pairs (the preset's: notebook 05)",
+    )
     parser.add_argument("--no-resume", action="store_true", help="ignore earlier checkpoints")
 
 
@@ -52,22 +63,35 @@ def train_flow(args: argparse.Namespace) -> None:
     """Train FlowLLM, FlowMM and/or FlowLLM-Types on the pair set into flow/<model>/ (nb 05)."""
     import torch
 
+    from flowllm_kit.data import load_dataset
     from flowllm_kit.flow import (
         FlowTrainer,
         PairedBase,
         TypesOnlyBase,
         UniformBase,
         VelocityNetwork,
-        train_preset,
+        flow_configs,
     )
+    from flowllm_kit.flow.refinement import default_denoise_pairs, denoising_pairs
     from flowllm_kit.llm import PairSet
+    from flowllm_kit.presets import get_preset
 
     run = setup(args)
     pairs = _load_pairs(args, run)
     val_file = run / "pairs_val" / "pairs.npz"
     val = PairSet.load(val_file) if val_file.exists() else None
     val_c0, val_c1 = (val.c0, val.c1) if val else ([], [])
-    config = train_preset(args.preset)
+    network_config, config = flow_configs(
+        args.preset, network=args.network, choices=args.flow_choices
+    )
+    denoise = []
+    count = args.denoise_pairs
+    if count is None:
+        count = default_denoise_pairs(args.preset, args.flow_choices)
+    if count:
+        data = get_preset(args.preset).data
+        real = load_dataset(data.dataset, data.train_split, progress=False)[: data.max_crystals]
+        denoise = denoising_pairs(real, count, seed=args.seed)
     config = dataclasses.replace(
         config,
         max_steps=args.max_steps or config.max_steps,
@@ -79,7 +103,7 @@ def train_flow(args: argparse.Namespace) -> None:
     runs = {
         "flowllm": (
             PairedBase(noise_std=args.noise_std),
-            list(zip(pairs.c0, pairs.c1, strict=True)),
+            list(zip(pairs.c0, pairs.c1, strict=True)) + denoise,
             list(zip(val_c0, val_c1, strict=True)),
         ),
         "flowmm": (
@@ -96,10 +120,7 @@ def train_flow(args: argparse.Namespace) -> None:
     for name in _models(args.model):
         base, train, validation = runs[name]
         torch.manual_seed(args.seed)  # the same initial weights for every model
-        network, folder = (
-            VelocityNetwork.from_preset(args.network or args.preset),
-            run / "flow" / name,
-        )
+        network, folder = VelocityNetwork(network_config), run / "flow" / name
         trainer = FlowTrainer(
             network, train, base=base, config=config, val_pairs=validation, run_dir=folder
         )

@@ -17,7 +17,15 @@ COMMAND_OPTIONS = {
     "train-llm": ["--epochs", "--learning-rate", "--max-steps", "--max-train", "--no-resume"],
     "sample-llm": ["--num-samples", "--temperature", "--top-p", "--max-draws"],
     "pairs": ["--num-pairs", "--max-draws", "--num-val-pairs", "--temperature"],
-    "train-flow": ["--model", "--max-steps", "--batch-size", "--network", "--noise-std"],
+    "train-flow": [
+        "--model",
+        "--max-steps",
+        "--batch-size",
+        "--network",
+        "--noise-std",
+        "--flow-choices",
+        "--denoise-pairs",
+    ],
     "sample": [
         "--model",
         "--num-steps",
