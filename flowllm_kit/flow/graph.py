@@ -25,6 +25,7 @@ __all__ = [
     "fully_connected_graph",
     "minimum_image_distance",
     "pair_displacement",
+    "periodic_displacement",
     "smooth_direction",
     "unit_direction",
 ]
@@ -184,6 +185,12 @@ def unit_direction(displacement: Tensor, matrix: Tensor) -> Tensor:
     return cartesian / cartesian.norm(dim=-1, keepdim=True).clamp(min=1e-8)
 
 
+def periodic_displacement(displacement: Tensor) -> Tensor:
+    """``sin(2 pi x) / (2 pi)``: the displacement ``x`` to first order, periodic with period 1,
+    odd, and 0 at half-lattice offsets whichever representative the wrap picked."""
+    return torch.sin((2 * math.pi) * displacement) / (2 * math.pi)
+
+
 def smooth_direction(displacement: Tensor, matrix: Tensor, *, length: float = 1.0) -> Tensor:
     """``(P, 3)`` a direction feature that is periodic, odd and continuous in the coordinates.
 
@@ -198,8 +205,7 @@ def smooth_direction(displacement: Tensor, matrix: Tensor, *, length: float = 1.
         matrix: ``(P, 3, 3)`` each pair's lattice matrix (rows are vectors).
         length: Å below which the feature shrinks with the displacement.
     """
-    periodic = torch.sin((2 * math.pi) * displacement) / (2 * math.pi)
-    cartesian = torch.einsum("pi,pij->pj", periodic, matrix)
+    cartesian = torch.einsum("pi,pij->pj", periodic_displacement(displacement), matrix)
     return cartesian * torch.rsqrt(cartesian.pow(2).sum(-1, keepdim=True) + length**2)
 
 

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from flowllm_kit.flow.graph import CrystalGraph
+from flowllm_kit.flow.graph import CrystalGraph, periodic_displacement
 
 __all__ = [
     "EdgeCoordinateHead",
@@ -210,7 +210,7 @@ def bond_projection(displacement: Tensor, lengths: Tensor, matrix: Tensor) -> Te
         lengths: ``(P, 3)`` each pair's lattice lengths in Å.
         matrix: ``(P, 3, 3)`` each pair's lattice matrix (rows are vectors).
     """
-    periodic = torch.sin((2 * math.pi) * displacement) / (2 * math.pi)  # (P, 3)
+    periodic = periodic_displacement(displacement)  # (P, 3)
     extent = periodic * lengths
     norm = torch.einsum("pi,pij->pj", periodic, matrix).pow(2).sum(-1, keepdim=True) + 1.0
     a, b, c = extent.unbind(-1)

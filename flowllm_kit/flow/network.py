@@ -25,6 +25,7 @@ from flowllm_kit.flow.graph import (
     fully_connected_graph,
     minimum_image_distance,
     pair_displacement,
+    periodic_displacement,
     smooth_direction,
     unit_direction,
 )
@@ -241,7 +242,7 @@ class VelocityNetwork(nn.Module):
 
         v_f = self.coord_head(h)  # (N, 3), in units of the coordinate scale
         if self.edge_coordinate_head is not None:
-            bond = torch.sin((2 * math.pi) * displacement) / (2 * math.pi)  # (P, 3)
+            bond = periodic_displacement(displacement)  # (P, 3)
             v_f = v_f + self.edge_coordinate_head(h, pairs, graph, bond)
         v_f = v_f * self.coord_scale
         v_f = torus.remove_mean(v_f, atom_crystal, batch.num_crystals)
