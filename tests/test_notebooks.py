@@ -9,7 +9,14 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from flowllm_kit.notebooks import find_notebooks, run_series, stage_times, summary
+from flowllm_kit.notebooks import (
+    find_notebooks,
+    notebook_title,
+    record_times,
+    run_series,
+    stage_times,
+    summary,
+)
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = find_notebooks(NOTEBOOKS_DIR)
@@ -42,18 +49,13 @@ def test_notebook_runs_in_smoke_preset(notebook: Path, run_dir: Path) -> None:
     assert injected and 'preset = "smoke"' in "".join(injected[0]["source"])
 
 
-def test_runner_skips_finished_stages_and_redoes_on_request(tmp_path: Path, capsys) -> None:
-    notebooks = tmp_path / "notebooks"
-    notebooks.mkdir()
+def _write_notebook(path: Path, *sources: str) -> None:
+    """A notebook with a papermill parameters cell and the given code cells."""
     cells = [
         nbformat.v4.new_code_cell(
             'preset = "demo"\nrun_dir = "."', metadata={"tags": ["parameters"]}
         ),
-        nbformat.v4.new_code_cell(
-            "from pathlib import Path\n"
-            "counter = Path(run_dir) / 'count.txt'\n"
-            "counter.write_text(str(int(counter.read_text()) + 1 if counter.exists() else 1))"
-        ),
+        *(nbformat.v4.new_code_cell(source) for source in sources),
     ]
     notebook = nbformat.v4.new_notebook(cells=cells)
     notebook.metadata["kernelspec"] = {
@@ -61,7 +63,18 @@ def test_runner_skips_finished_stages_and_redoes_on_request(tmp_path: Path, caps
         "display_name": "Python 3",
         "language": "python",
     }
-    nbformat.write(notebook, notebooks / "01_count.ipynb")
+    nbformat.write(notebook, path)
+
+
+def test_runner_skips_finished_stages_and_redoes_on_request(tmp_path: Path, capsys) -> None:
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    _write_notebook(
+        notebooks / "01_count.ipynb",
+        "from pathlib import Path\n"
+        "counter = Path(run_dir) / 'count.txt'\n"
+        "counter.write_text(str(int(counter.read_text()) + 1 if counter.exists() else 1))",
+    )
     (notebooks / "scratch.ipynb").write_text("not numbered, never run")
     run = tmp_path / "run"
     assert list(run_series(preset="smoke", run_dir=run, notebooks_dir=notebooks)) == ["01_count"]
@@ -69,6 +82,45 @@ def test_runner_skips_finished_stages_and_redoes_on_request(tmp_path: Path, caps
     assert "[skip] 01_count.ipynb" in capsys.readouterr().out
     run_series(preset="smoke", run_dir=run, notebooks_dir=notebooks, redo=True)
     assert (run / "count.txt").read_text() == "2"
+
+
+def test_runner_relays_inner_progress_and_keeps_harmless_messages_in_the_log(
+    tmp_path: Path, capfd
+) -> None:
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    _write_notebook(
+        notebooks / "01_work.ipynb",
+        # Long enough (6 s) to leave a line in a log: shorter work only shows on a terminal.
+        "import os, time\n"
+        "from flowllm_kit.progress import progress_bar\n"
+        "with progress_bar(total=12, desc='toy work', unit='steps') as bar:\n"
+        "    for step in range(12):\n"
+        "        time.sleep(0.5)\n"
+        "        bar.update(1)\n"
+        "        bar.set_postfix(loss=f'{1 / (step + 1):.3f}')\n"
+        "os.write(2, b'WARNING | Kernel is running over TCP without encryption.\\n')\n"
+        "os.write(2, b'something the user must see\\n')",
+    )
+    run = tmp_path / "run"
+    run_series(preset="smoke", run_dir=run, notebooks_dir=notebooks)
+    out, err = capfd.readouterr()
+    assert "[run ] 01_work.ipynb (preset smoke)" in out
+    assert "expected duration: not measured for this preset" in out
+    assert "toy work: 12/12 steps (100%) · loss=0.083" in out and "done" in out
+    assert "something the user must see" in err and "without encryption" not in err
+    log = (run / "logs" / "01_work.log").read_text()
+    assert "without encryption" in log and "something the user must see" in log
+    work = json.loads((run / "stages" / "01_work.json").read_text())["work"]
+    assert [(w["desc"], w["total"], w["unit"]) for w in work] == [("toy work", 12, "steps")]
+    assert 5.0 <= work[0]["seconds"] < 60
+
+    # The measured times become the expected times printed before the next run.
+    record_times(run, preset="smoke", notebooks_dir=notebooks, note="test")
+    run_series(preset="smoke", run_dir=run, notebooks_dir=notebooks, redo=True)
+    out = capfd.readouterr().out
+    assert "       expected about " in out and "; test)" in out
+    assert "         toy work: 12 steps, " in out
 
 
 def test_runner_names_the_folder_when_no_notebooks(tmp_path: Path) -> None:
@@ -94,3 +146,9 @@ def test_summary_lists_every_finished_stage_and_the_metrics(tmp_path: Path) -> N
     assert table[1].split() == ["system", "flowllm", "flowmm"]
     assert table[2].split() == ["structural", "validity", "%", "99.5", "97.25"]
     assert table[3].split() == ["stable", "%", "n/c", "4.0"]
+
+
+def test_titles_of_the_series_drop_the_number_prefix() -> None:
+    titles = [notebook_title(notebook) for notebook in NOTEBOOKS]
+    assert titles[0] == "Data and geometry"
+    assert all(title and not title[0].isdigit() and "·" not in title for title in titles)

@@ -12,10 +12,9 @@ import urllib.request
 from pathlib import Path
 from typing import BinaryIO
 
-from tqdm.auto import tqdm
-
 from flowllm_kit.data.atomic import atomic_file
 from flowllm_kit.data.registry import FileCheck
+from flowllm_kit.progress import progress_bar
 
 __all__ = ["DownloadError", "DownloadMismatchError", "download_file"]
 
@@ -85,7 +84,7 @@ def _stream(
             announced = int(header) if header is not None else None
             if limit is not None and announced is not None and announced != limit:
                 _size_mismatch(url, limit, f"{announced} bytes announced")
-            with tqdm(
+            with progress_bar(
                 total=announced,
                 unit="B",
                 unit_scale=True,

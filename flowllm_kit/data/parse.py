@@ -18,7 +18,8 @@ from multiprocessing import get_context
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
-from tqdm.auto import tqdm
+
+from flowllm_kit.progress import progress_bar
 
 if TYPE_CHECKING:
     from pymatgen.core import Structure
@@ -176,7 +177,7 @@ def parse_cifs(
         except (OSError, NotImplementedError) as error:  # e.g. no semaphores in a sandbox
             warnings.warn(f"parsing in one process: cannot start workers ({error})", stacklevel=2)
     results: list[ParsedCif | Rejected] = []
-    with tqdm(total=len(cifs), desc=desc, unit="cif", disable=not progress) as bar:
+    with progress_bar(total=len(cifs), desc=desc, unit="cif", disable=not progress) as bar:
         for chunk in chunks:
             results.extend(_parse_chunk(chunk))
             bar.update(len(chunk))
@@ -196,7 +197,7 @@ def _parse_in_pool(
         futures = {pool.submit(_parse_chunk, chunk): index for index, chunk in enumerate(chunks)}
         # The bar (and tqdm's monitor thread) starts only now, after the workers were forked.
         total = sum(len(chunk) for chunk in chunks)
-        with tqdm(total=total, desc=desc, unit="cif", disable=not progress) as bar:
+        with progress_bar(total=total, desc=desc, unit="cif", disable=not progress) as bar:
             for future in as_completed(futures):
                 parts[futures[future]] = future.result()
                 bar.update(len(chunks[futures[future]]))

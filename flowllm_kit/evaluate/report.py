@@ -114,16 +114,21 @@ def _relax_config(settings: ReportSettings) -> RelaxConfig:
     return settings.relax
 
 
+def _relax_label(what: str, label: str) -> str:
+    return f"{what} ({label})" if label else what
+
+
 def _stability(
     structures: list[Structure],
     settings: ReportSettings,
     hull: HullReference,
     cache: Path | None,
     progress: bool,
+    desc: str,
 ) -> tuple[list[RelaxResult], np.ndarray, np.ndarray, np.ndarray]:
     """Relax, then E_hull, stable and metastable flags for each structure."""
     results = relax_structures(
-        structures, config=_relax_config(settings), cache_path=cache, progress=progress
+        structures, config=_relax_config(settings), cache_path=cache, progress=progress, desc=desc
     )
     e_hull = np.array(
         [
@@ -160,6 +165,7 @@ def report(
     cache_folder: str | Path | None = None,
     figures: bool = True,
     progress: bool = True,
+    label: str = "",
 ) -> Report:
     """Evaluate generated crystals with every metric whose inputs are given.
 
@@ -176,6 +182,8 @@ def report(
             structures).
         figures: Draw the E_hull and N-ary histograms.
         progress: Show a progress bar while relaxing.
+        label: Name of the system, shown with the relaxation's progress (the series runner
+            shows it whatever ``progress`` says).
 
     Returns:
         A :class:`Report`.
@@ -231,7 +239,7 @@ def report(
     if hull is not None:
         counts["relaxed"] = len(valid_structures)
         results, e_valid, stable_v, meta_v = _stability(
-            valid_structures, settings, hull, cache, progress
+            valid_structures, settings, hull, cache, progress, _relax_label("CHGNet relax", label)
         )
         counts["relaxation converged"] = sum(r.converged for r in results)
         counts["relaxation stalled"] = sum(r.stalled for r in results)
@@ -262,7 +270,9 @@ def report(
             base_valid = base_struct_ok & base_comp_ok
             counts["baseline"] = len(base)
             kept = [s for s, ok in zip(base, base_valid, strict=True) if ok]
-            *_, kept_stable, kept_meta = _stability(kept, settings, hull, cache, progress)
+            *_, kept_stable, kept_meta = _stability(
+                kept, settings, hull, cache, progress, _relax_label("CHGNet relax baseline", label)
+            )
             b_stable, b_meta = np.zeros(len(base), bool), np.zeros(len(base), bool)
             b_stable[base_valid], b_meta[base_valid] = kept_stable, kept_meta
             metrics["baseline stable %"] = _rate(b_stable, len(base), m)

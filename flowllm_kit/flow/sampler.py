@@ -25,6 +25,7 @@ from flowllm_kit.crystal import Crystal, CrystalBatch
 from flowllm_kit.flow.config import SamplerConfig
 from flowllm_kit.flow.loss import VelocityField
 from flowllm_kit.geometry import lattice, torus
+from flowllm_kit.progress import progress_bar
 
 __all__ = ["SampleResult", "Trajectory", "sample", "sample_in_chunks"]
 
@@ -194,6 +195,8 @@ def sample_in_chunks(
     batch_size: int = 1024,
     config: SamplerConfig | None = None,
     device: torch.device | str | None = None,
+    desc: str = "flow sampling",
+    progress: bool = False,
 ) -> Iterator[list[Crystal]]:
     """Refine many start crystals batch by batch, yielding each batch's results as soon as it
     is done, so a caller can append them to a file and lose nothing if interrupted.
@@ -204,12 +207,18 @@ def sample_in_chunks(
         batch_size: Crystals per ODE solve.
         config: Sampler options (trajectories are not kept).
         device: Where to integrate (default: the model's device, else the CPU).
+        desc: Label of the progress (crystals done), which the series runner shows in its
+            terminal whatever ``progress`` says.
+        progress: Also show a progress bar here.
 
     Yields:
         Lists of generated crystals, in the order of ``starts`` (ids kept).
     """
     if device is None and isinstance(model, torch.nn.Module):
         device = next(model.parameters()).device
-    for begin in range(0, len(starts), batch_size):
-        chunk = CrystalBatch.from_crystals(starts[begin : begin + batch_size]).to(device)
-        yield sample(model, chunk, config=config).crystals.to_crystals()
+    with progress_bar(total=len(starts), desc=desc, unit="crystals", disable=not progress) as bar:
+        for begin in range(0, len(starts), batch_size):
+            chunk = CrystalBatch.from_crystals(starts[begin : begin + batch_size]).to(device)
+            crystals = sample(model, chunk, config=config).crystals.to_crystals()
+            bar.update(len(crystals))
+            yield crystals

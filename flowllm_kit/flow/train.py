@@ -28,7 +28,6 @@ from typing import Any
 
 import torch
 from safetensors.torch import load_file
-from tqdm.auto import tqdm
 
 from flowllm_kit.crystal import Crystal, CrystalBatch
 from flowllm_kit.flow import checkpoint
@@ -39,6 +38,7 @@ from flowllm_kit.flow.network import VelocityNetwork
 from flowllm_kit.flow.path import sample_path, sample_times
 from flowllm_kit.flow.statistics import FlowStatistics
 from flowllm_kit.geometry.lattice import LatticeRepresentation
+from flowllm_kit.progress import progress_bar
 
 __all__ = ["FlowPair", "FlowTrainer", "fit_statistics", "resolve_device"]
 
@@ -215,7 +215,10 @@ class FlowTrainer:
         end = config.max_steps
         if num_steps is not None:
             end = min(self.step + num_steps, end)
-        bar = tqdm(total=end, initial=self.step, disable=not config.progress, desc="flow")
+        name = f"flow training {self.run_dir.name}" if self.run_dir is not None else "flow training"
+        bar = progress_bar(
+            total=end, initial=self.step, disable=not config.progress, desc=name, unit="steps"
+        )
         while self.step < end:
             record = self.train_step()
             if self.val_pairs and config.val_every and self.step % config.val_every == 0:

@@ -181,6 +181,43 @@ def _epoch_callback(datasets: Sequence[TextDataset]) -> TrainerCallback:
     return SetEpoch()
 
 
+def _progress_callback(desc: str) -> TrainerCallback:
+    """Relays the Trainer's step and running loss to the series runner's terminal
+    (:mod:`flowllm_kit.progress`); inactive outside the runner."""
+    from transformers import TrainerCallback
+
+    from flowllm_kit.progress import Reporter
+
+    class Report(TrainerCallback):
+        reporter: Reporter | None = None
+        losses: dict[str, float]
+
+        def __init__(self) -> None:
+            self.losses = {}
+
+        def postfix(self) -> str:
+            return ", ".join(f"{name}={value:.4f}" for name, value in self.losses.items())
+
+        def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN202
+            if self.reporter is None:  # made at the first step: a resumed run's step is known
+                self.reporter = Reporter(
+                    desc, state.max_steps or None, initial=state.global_step - 1, unit="steps"
+                )
+            self.reporter.update_to(state.global_step, self.postfix())
+
+        def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001, ANN202
+            for name in ("loss", "eval_loss"):
+                if logs and name in logs:
+                    self.losses[name] = float(logs[name])
+
+        def on_train_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN202
+            if self.reporter is not None:
+                self.reporter.update_to(state.global_step, self.postfix())
+                self.reporter.close()
+
+    return Report()
+
+
 @dataclass(frozen=True)
 class FinetuneResult:
     """What :func:`finetune` produced."""
@@ -287,7 +324,11 @@ def finetune(
         ),
         # Only the training texts are redrawn per epoch: evaluation texts keep their epoch-0
         # draw, so evaluation losses compare across epochs and across a resume.
-        callbacks=[_epoch_callback([datasets["train"]]), *callbacks],
+        callbacks=[
+            _epoch_callback([datasets["train"]]),
+            _progress_callback(f"LLM fine-tuning ({run_dir.name})"),
+            *callbacks,
+        ],
     )
     checkpoint: str | None = None
     if resume is True:

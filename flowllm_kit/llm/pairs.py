@@ -246,6 +246,7 @@ def build_pairs(
         max_draws=config.max_draws if config.max_draws is not None else 20 * config.num_pairs,
         seed=seed,
         progress_bar=progress_bar,
+        desc=f"pairs ({run_dir.name})",
     )
     targets = np.array([target_of(draw) for draw in result.draws], dtype=np.int64)
     c1 = [train[i] for i in targets]

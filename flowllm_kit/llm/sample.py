@@ -251,6 +251,7 @@ def sample_crystals(
     decode: Callable[[str], Crystal] | None = None,
     compositions: Callable[[int], Mapping[str, int]] | None = None,
     progress_bar: bool = True,
+    desc: str = "LLM sampling",
 ) -> SampleResult:
     """Draw samples until ``num_crystals`` of them are valid crystals.
 
@@ -274,6 +275,7 @@ def sample_crystals(
             (composition-constrained decoding, :mod:`flowllm_kit.llm.constrain`); ``None``: the
             model writes elements freely.
         progress_bar: Show a tqdm bar of kept crystals.
+        desc: The bar's label (also on the series runner's terminal).
 
     Returns:
         A :class:`SampleResult` with the first ``num_crystals`` crystals in draw order.
@@ -282,9 +284,8 @@ def sample_crystals(
         ValueError: If some weight of ``model`` is NaN or infinite (a diverged training run),
             which would otherwise surface as an obscure error deep inside the sampling.
     """
-    from tqdm.auto import tqdm
-
     from flowllm_kit import text
+    from flowllm_kit.progress import progress_bar as bar_of
 
     _check_finite(model)
     start = time.perf_counter()
@@ -311,7 +312,7 @@ def sample_crystals(
         records = _draw_continuously(
             model, tokenizer, result, records, num_crystals=num_crystals, prompt_of=prompt_of,
             config=config, path=path, accept=accept, max_draws=max_draws, seed=seed,
-            decode=decode, progress_bar=progress_bar,
+            decode=decode, progress_bar=progress_bar, desc=desc,
         )  # fmt: skip
         for record in records:
             take(record)
@@ -319,7 +320,10 @@ def sample_crystals(
         return result
     for record in records:
         take(record)
-    bar = tqdm(total=num_crystals, initial=len(result.crystals), disable=not progress_bar)
+    bar = bar_of(
+        total=num_crystals, initial=len(result.crystals), disable=not progress_bar, desc=desc,
+        unit="crystals",
+    )  # fmt: skip
     try:
         while len(result.crystals) < num_crystals and result.num_draws < max_draws:
             # Ask for what is still missing at the acceptance rate seen so far (+10%).
@@ -371,6 +375,7 @@ def _draw_continuously(
     seed: int | None,
     decode: Callable,
     progress_bar: bool,
+    desc: str,
 ) -> list[dict[str, Any]]:
     """The draws of :func:`sample_crystals` with continuous batching
     (:mod:`flowllm_kit.llm.stream`): the resumed ``records`` and the new ones, in draw order.
@@ -382,9 +387,8 @@ def _draw_continuously(
     any such prefix, since each draw's text depends only on ``seed`` and its index. Adds the
     tokens and time of generation to ``result``.
     """
-    from tqdm.auto import tqdm
-
     from flowllm_kit.llm.stream import stream_generate
+    from flowllm_kit.progress import progress_bar as bar_of
 
     done = {record["draw"]: record for record in records}
     redo = sorted(set(range(max(done, default=-1) + 1)) - set(done))
@@ -407,7 +411,10 @@ def _draw_continuously(
 
     # seed None: a base seed from torch's current state (so torch.manual_seed still rules).
     base_seed = int(torch.randint(2**31 - 1, ())) if seed is None else seed
-    bar = tqdm(total=num_crystals, initial=min(len(kept), num_crystals), disable=not progress_bar)
+    bar = bar_of(
+        total=num_crystals, initial=min(len(kept), num_crystals), disable=not progress_bar,
+        desc=desc, unit="crystals",
+    )  # fmt: skip
     tick = time.perf_counter()
     try:
         for finished in stream_generate(

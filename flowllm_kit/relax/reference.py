@@ -46,7 +46,8 @@ def relax_structures_reference(
         A :class:`RelaxResult` per input, in input order.
     """
     from chgnet.model import CHGNet, StructOptimizer
-    from tqdm.auto import tqdm
+
+    from flowllm_kit.progress import progress_bar
 
     config = config or RelaxConfig()
     if config.stall_steps is not None:
@@ -61,8 +62,8 @@ def relax_structures_reference(
     )
     results = []
     with single_threaded(device == "cpu"):
-        for structure in tqdm(
-            as_structures(structures), desc="StructOptimizer", disable=not progress
+        for structure in progress_bar(
+            as_structures(structures), desc="StructOptimizer", unit="crystals", disable=not progress
         ):
             results.append(_relax_one(optimizer, structure, config))
     return results

@@ -33,6 +33,7 @@ def relax_structures(
     config: RelaxConfig | None = None,
     cache_path: str | Path | None = None,
     progress: bool = True,
+    desc: str = "CHGNet relax",
     model: ModelInterface | None = None,
 ) -> list[RelaxResult]:
     """Relax structures with CHGNet, many at a time, and return one result per input.
@@ -49,6 +50,7 @@ def relax_structures(
         config: Settings (default :class:`RelaxConfig`, the REFERENCE §9 values).
         cache_path: JSON-lines file of finished results; read first, appended as results come.
         progress: Show a progress bar over the structures still to relax.
+        desc: The bar's label (also on the series runner's terminal, whatever ``progress``).
         model: A torch-sim model to use instead of CHGNet (tests pass stand-ins); it runs in
             this process.
 
@@ -60,7 +62,7 @@ def relax_structures(
         >>> results = relax_structures(structures, cache_path="relax.jsonl")  # doctest: +SKIP
         >>> [r.final_energy_per_atom for r in results]  # doctest: +SKIP
     """
-    from tqdm.auto import tqdm
+    from flowllm_kit.progress import progress_bar
 
     config = config or RelaxConfig()
     inputs = as_structures(structures)
@@ -79,7 +81,7 @@ def relax_structures(
                 done[key] = RelaxResult.failure(reason)
 
     todo_keys = list(todo)
-    bar = tqdm(total=len(todo_keys), desc="CHGNet relax", disable=not progress)
+    bar = progress_bar(total=len(todo_keys), desc=desc, unit="crystals", disable=not progress)
 
     def record(position: int, result: RelaxResult) -> None:
         key = todo_keys[position]

@@ -17,6 +17,7 @@ from flowllm_kit.llm import (
     load_model,
 )
 from flowllm_kit.llm.finetune import TextDataset, render_training_text
+from flowllm_kit.progress import PROGRESS_ENV
 
 MICRO = ScratchModelConfig(
     hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, max_position_embeddings=256
@@ -91,6 +92,24 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(
     ):
         torch.testing.assert_close(value, expected, msg=name)
     assert resumed.eval_loss == pytest.approx(result.eval_loss, rel=1e-5)
+
+
+def test_fine_tuning_reports_steps_and_loss_to_the_series_runner(
+    tokenizer, small_crystals, tmp_path: Path, monkeypatch
+) -> None:
+    events = tmp_path / "events.jsonl"
+    monkeypatch.setenv(PROGRESS_ENV, str(events))
+    crystals = small_crystals + small_crystals[:1]
+    with pytest.raises(_Crash):
+        _train(tokenizer, crystals, tmp_path / "cut", callbacks=[_crash_at(5)])
+    events.unlink()
+    _train(tokenizer, crystals, tmp_path / "cut", resume=True)
+    seen = [json.loads(line) for line in events.read_text().splitlines()]
+    assert {event["desc"] for event in seen} == {"LLM fine-tuning (cut)"}
+    # Resumed from checkpoint-4: the time left is estimated from the steps done since.
+    assert (seen[0]["initial"], seen[0]["n"], seen[0]["total"]) == (4, 4, 6)
+    assert seen[-1]["n"] == 6 and seen[-1]["done"]
+    assert seen[-1]["postfix"].startswith("loss=") and ", eval_loss=" in seen[-1]["postfix"]
 
 
 def test_run_folder_holds_model_tokenizer_config_and_logs(
