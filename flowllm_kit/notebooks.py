@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from flowllm_kit.progress import PROGRESS_ENV, Display, Relay, format_duration
+from flowllm_kit.run import RunFolder
 
 __all__ = [
     "HARMLESS_MESSAGES",
@@ -114,7 +115,7 @@ def run_notebook(
 
     notebook = Path(notebook)
     run_dir = Path(run_dir)
-    output_dir = Path(output_dir) if output_dir is not None else run_dir / "notebooks"
+    output_dir = Path(output_dir) if output_dir is not None else RunFolder(run_dir).notebooks
     output_dir.mkdir(parents=True, exist_ok=True)
     output = output_dir / notebook.name
 
@@ -131,7 +132,7 @@ def run_notebook(
     if not progress:
         execute()
         return output
-    logs = run_dir / "logs"
+    logs = RunFolder(run_dir).logs
     logs.mkdir(parents=True, exist_ok=True)
     events = logs / f"{notebook.stem}.progress.jsonl"
     events.unlink(missing_ok=True)
@@ -261,7 +262,7 @@ def run_series(
         Wall time in seconds of each stage that ran (name -> seconds).
     """
     run_dir = Path(run_dir).resolve()
-    stages = run_dir / "stages"
+    stages = RunFolder(run_dir).stages
     stages.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     expected = expected_times(notebooks_dir, preset)
@@ -314,7 +315,7 @@ def run_series(
 def stage_times(run_dir: str | Path) -> dict[str, float]:
     """Wall time in seconds of every finished stage of a run folder, from its stage markers
     (including stages finished by earlier invocations), in series order."""
-    markers = sorted((Path(run_dir) / "stages").glob("*.json"))
+    markers = sorted(RunFolder(run_dir).stages.glob("*.json"))
     return {marker.stem: float(json.loads(marker.read_text())["seconds"]) for marker in markers}
 
 
@@ -351,7 +352,7 @@ def record_times(
     Raises:
         ValueError: If the run folder has no finished stage of ``preset``.
     """
-    markers = sorted((Path(run_dir) / "stages").glob("*.json"))
+    markers = sorted(RunFolder(run_dir).stages.glob("*.json"))
     stages = {}
     for marker in markers:
         record = json.loads(marker.read_text())
@@ -379,7 +380,7 @@ def summary(run_dir: str | Path) -> str:
     lines = [f"Stages of {run_dir} (wall time):"]
     lines += [f"  {stage:36s} {seconds / 60:6.1f} min" for stage, seconds in times.items()]
     lines.append(f"  {'total':36s} {sum(times.values()) / 60:6.1f} min")
-    metrics = run_dir / "evaluation" / "metrics.csv"
+    metrics = RunFolder(run_dir).metrics
     if metrics.exists():
         import pandas as pd
 

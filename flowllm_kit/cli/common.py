@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from flowllm_kit.run import RunFolder
+
 __all__ = ["PRESETS", "CommandError", "add_common_options", "require", "run_folder", "setup"]
 
 PRESETS = ("smoke", "demo", "paper")
@@ -28,12 +30,12 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run_folder(args: argparse.Namespace) -> Path:
+def run_folder(args: argparse.Namespace) -> RunFolder:
     """The run folder of ``args``: ``--run-dir`` or ``runs/<preset>``."""
-    return Path(args.run_dir or f"runs/{args.preset}")
+    return RunFolder(args.run_dir or f"runs/{args.preset}")
 
 
-def setup(args: argparse.Namespace) -> Path:
+def setup(args: argparse.Namespace) -> RunFolder:
     """Set torch's thread count as the notebooks do and return the run folder."""
     from flowllm_kit.presets import configure_threads
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from flowllm_kit.cli.common import CommandError, setup
+from flowllm_kit.run import RunFolder
 
 __all__ = ["COMMANDS", "evaluate"]
 
@@ -68,7 +69,7 @@ def _hull(dataset: str) -> Any:
     return hull
 
 
-def _select(args: argparse.Namespace, run: Path, n: int | None) -> dict[str, list]:
+def _select(args: argparse.Namespace, run: RunFolder, n: int | None) -> dict[str, list]:
     """The generated systems to evaluate: all found, or those named by ``--systems``."""
     from flowllm_kit.evaluate import find_systems
 
@@ -77,8 +78,8 @@ def _select(args: argparse.Namespace, run: Path, n: int | None) -> dict[str, lis
     missing = [name for name in wanted if name not in systems]
     if missing:
         raise CommandError(
-            f"no crystals for {', '.join(missing)} in {run / 'samples'} or "
-            f"{run / 'llm_samples.jsonl'}: run `python -m flowllm_kit sample` first"
+            f"no crystals for {', '.join(missing)} in {run.samples} or "
+            f"{run.llm_samples}: run `python -m flowllm_kit sample` first"
         )
     if not systems:
         print(f"no generated crystals in {run}: only the controls are evaluated")
@@ -119,7 +120,7 @@ def evaluate(args: argparse.Namespace) -> None:
         systems |= {k: v for k, v in controls.items() if not args.systems or k in args.systems}
     if not systems:
         raise CommandError(
-            f"nothing to evaluate: no crystals in {run / 'samples'} or {run / 'llm_samples.jsonl'}"
+            f"nothing to evaluate: no crystals in {run.samples} or {run.llm_samples}"
             " and --no-controls; run `python -m flowllm_kit sample` first"
         )
     if args.hull_file:
@@ -133,7 +134,7 @@ def evaluate(args: argparse.Namespace) -> None:
     else:
         hull = _hull(args.hull_dataset)
 
-    evaluation = run / "evaluation"
+    evaluation = run.evaluation
     evaluation.mkdir(parents=True, exist_ok=True)
     cutoffs = next((n for n in metrics.COVERAGE_CUTOFFS if config.dataset.startswith(n)), "mp_20")
     relax = metrics.RelaxConfig(max_steps=relax_steps, stall_steps=args.relax_stall_steps)
@@ -153,12 +154,12 @@ def evaluate(args: argparse.Namespace) -> None:
             training=training, hull=hull, baseline=real, settings=settings,
             cache_folder=evaluation, progress=False,
         )  # fmt: skip
-        result.save(evaluation / system)
+        result.save(run.evaluation_of(system))
         seconds = round(time.perf_counter() - start, 1)
         rows[system] = {"crystals": len(crystals), "seconds": seconds, **result.metrics}
-        print(f"{system}: {len(crystals)} crystals evaluated into {evaluation / system}")
+        print(f"{system}: {len(crystals)} crystals evaluated into {run.evaluation_of(system)}")
     table = pd.DataFrame.from_dict(rows, orient="index").rename_axis("system")
-    table.to_csv(evaluation / "metrics.csv")
+    table.to_csv(run.metrics)
     table = beside_paper(table)
     table.to_csv(evaluation / "metrics_beside_paper.csv")
     with pd.option_context("display.width", 200, "display.max_columns", 20):

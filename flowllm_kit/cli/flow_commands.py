@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-from pathlib import Path
 from typing import Any
 
 from flowllm_kit.cli.common import PRESETS, CommandError, require, setup
+from flowllm_kit.run import RunFolder
 
 __all__ = ["COMMANDS", "sample", "train_flow"]
 
@@ -21,14 +21,14 @@ def _models(choice: str) -> tuple[str, ...]:
     return GROUPS.get(choice, (choice,))
 
 
-def _load_pairs(args: argparse.Namespace, run: Path) -> Any:
+def _load_pairs(args: argparse.Namespace, run: RunFolder) -> Any:
     """The :class:`~flowllm_kit.llm.PairSet` in ``run/pairs``; an error if missing or empty."""
     from flowllm_kit.llm import PairSet
 
-    pairs = PairSet.load(require(run / "pairs" / "pairs.npz", "pair set", "pairs", args))
+    pairs = PairSet.load(require(run.pairs, "pair set", "pairs", args))
     if not pairs.c1:
         raise CommandError(
-            f"the pair set {run / 'pairs' / 'pairs.npz'} is empty: the LLM matched no training "
+            f"the pair set {run.pairs} is empty: the LLM matched no training "
             "composition; train it longer or run `pairs` with a larger --max-draws"
         )
     return pairs
@@ -78,7 +78,7 @@ def train_flow(args: argparse.Namespace) -> None:
 
     run = setup(args)
     pairs = _load_pairs(args, run)
-    val_file = run / "pairs_val" / "pairs.npz"
+    val_file = run.val_pairs
     val = PairSet.load(val_file) if val_file.exists() else None
     val_c0, val_c1 = (val.c0, val.c1) if val else ([], [])
     network_config, config = flow_configs(
@@ -120,7 +120,7 @@ def train_flow(args: argparse.Namespace) -> None:
     for name in _models(args.model):
         base, train, validation = runs[name]
         torch.manual_seed(args.seed)  # the same initial weights for every model
-        network, folder = VelocityNetwork(network_config), run / "flow" / name
+        network, folder = VelocityNetwork(network_config), run.flow(name)
         trainer = FlowTrainer(
             network, train, base=base, config=config, val_pairs=validation, run_dir=folder
         )
@@ -153,12 +153,12 @@ def _sample_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _starts(args: argparse.Namespace, run: Path, models: tuple[str, ...]) -> dict[str, list]:
+def _starts(args: argparse.Namespace, run: RunFolder, models: tuple[str, ...]) -> dict[str, list]:
     """Start crystals of each model: parsed LLM samples, FlowMM's uniform-base draws, and the
     LLM's atom types with uniform-base geometry (FlowLLM-Types)."""
     from flowllm_kit.flow import TypesOnlyBase, llm_starts, types_only_starts, uniform_starts
 
-    llm_file = run / "llm_samples.jsonl"
+    llm_file = run.llm_samples
     starts: dict[str, list] = {}
     count = args.n_samples
     if "flowllm" in models or "flowllm_types" in models or count is None:
@@ -184,7 +184,7 @@ def sample(args: argparse.Namespace) -> None:
     run = setup(args)
     models = _models(args.model)
     checkpoints = {
-        name: require(run / "flow" / name / "checkpoint", f"{name} checkpoint", "train-flow", args)
+        name: require(run.flow_checkpoint(name), f"{name} checkpoint", "train-flow", args)
         for name in models
     }
     starts = _starts(args, run, models)
@@ -195,12 +195,11 @@ def sample(args: argparse.Namespace) -> None:
         anti_annealing_scale=args.anti_annealing_scale,
         anti_annealing_start=args.anti_annealing_start,
     )
-    samples_dir = run / "samples"
-    samples_dir.mkdir(parents=True, exist_ok=True)
-    (samples_dir / "sampler.json").write_text(json.dumps(dataclasses.asdict(sampler), indent=1))
+    run.samples.mkdir(parents=True, exist_ok=True)
+    run.sampler_settings.write_text(json.dumps(dataclasses.asdict(sampler), indent=1))
     for name, crystals in starts.items():
         network = load_network(checkpoints[name], device=device)
-        path = samples_dir / f"{name}.jsonl"
+        path = run.samples_file(name)
         path.unlink(missing_ok=True)  # start afresh: write_crystals appends
         chunks = sample_in_chunks(network, crystals, config=sampler, batch_size=args.batch_size)
         for chunk in chunks:

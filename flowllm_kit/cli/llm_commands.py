@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-from pathlib import Path
 from typing import Any
 
 from flowllm_kit.cli.common import CommandError, require, setup
+from flowllm_kit.run import RunFolder
 
 __all__ = ["COMMANDS", "pairs", "sample_llm", "train_llm"]
 
@@ -45,7 +45,7 @@ def train_llm(args: argparse.Namespace) -> None:
     train = [c for c in load_dataset(dataset, data.train_split) if c.num_atoms <= limit]
     evals = [c for c in load_dataset(dataset, data.eval_split) if c.num_atoms <= limit]
     train, evals = train[:max_train], evals[:num_eval]
-    llm_dir = run / "llm"
+    llm_dir = run.llm
     llm.write_crystal_lists(
         llm_dir, dataset=dataset, train_split=data.train_split, train=train,
         eval_split=data.eval_split, evaluation=evals,
@@ -55,7 +55,7 @@ def train_llm(args: argparse.Namespace) -> None:
     changes["max_steps"] = args.max_steps
     changes = {key: value for key, value in changes.items() if value is not None}
     config = config.replace(finetune=dataclasses.replace(config.finetune, **changes))
-    tokenizer_dir = run / "tokenizer"  # notebook 02 writes it; built and saved when missing
+    tokenizer_dir = run.tokenizer  # notebook 02 writes it; built and saved when missing
     if tokenizer_dir.is_dir():
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     else:
@@ -78,12 +78,12 @@ def train_llm(args: argparse.Namespace) -> None:
     print(f"evaluation loss {eval_loss}; model saved to {result.model_dir}")
 
 
-def _load_llm(args: argparse.Namespace, run: Path) -> tuple[Any, Any, Any]:
+def _load_llm(args: argparse.Namespace, run: RunFolder) -> tuple[Any, Any, Any]:
     """The model, tokenizer and :class:`LLMConfig` that train-llm saved in ``run/llm``."""
     from flowllm_kit import llm
 
-    model_dir = require(run / "llm" / "model", "model", "train-llm", args)
-    config_file = require(run / "llm" / "llm_config.json", "LLM settings", "train-llm", args)
+    model_dir = require(run.llm_model, "model", "train-llm", args)
+    config_file = require(run.llm_config, "LLM settings", "train-llm", args)
     model, tokenizer = llm.load_model(model_dir)
     return model, tokenizer, llm.LLMConfig.from_dict(json.loads(config_file.read_text()))
 
@@ -109,7 +109,7 @@ def sample_llm(args: argparse.Namespace) -> None:
         temperature=args.temperature or config.sampling.temperature,
         top_p=args.top_p or config.sampling.top_p,
     )
-    path = run / "llm_samples.jsonl"
+    path = run.llm_samples
     result = llm.sample_crystals(
         model, tokenizer, num_crystals=num, config=sampling, path=path, max_draws=args.max_draws,
         seed=args.seed,
@@ -134,11 +134,11 @@ def _pairs_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _crystal_lists(args: argparse.Namespace, run: Path) -> tuple[list, list]:
+def _crystal_lists(args: argparse.Namespace, run: RunFolder) -> tuple[list, list]:
     """The training and evaluation crystals train-llm listed in ``run/llm/crystals.json``."""
     from flowllm_kit.llm import CRYSTAL_LISTS_FILE, read_crystal_lists
 
-    path = require(run / "llm" / CRYSTAL_LISTS_FILE, "crystal lists", "train-llm", args)
+    path = require(run.llm / CRYSTAL_LISTS_FILE, "crystal lists", "train-llm", args)
     lists = read_crystal_lists(path.parent)
     return lists.train, lists.evaluation
 
@@ -162,20 +162,20 @@ def pairs(args: argparse.Namespace) -> None:
     options = {"batch_size": config.sampling.batch_size}
     options["max_new_tokens"] = config.sampling.max_new_tokens
     result = llm.build_pairs(
-        model, tokenizer, train, run_dir=run / "pairs", config=pair_config, seed=args.seed,
+        model, tokenizer, train, run_dir=run.pairs_dir, config=pair_config, seed=args.seed,
         **options,
     )  # fmt: skip
-    print(f"{len(result.c0)} pairs from {result.num_draws} draws in {run / 'pairs' / 'pairs.npz'}")
+    print(f"{len(result.c0)} pairs from {result.num_draws} draws in {run.pairs}")
     if args.num_val_pairs < 0:
         raise CommandError(f"--num-val-pairs must be >= 0, got {args.num_val_pairs}")
     if args.num_val_pairs:
         n = args.num_val_pairs
         val_config = dataclasses.replace(pair_config, num_pairs=n, max_draws=20 * n)
         val = llm.build_pairs(
-            model, tokenizer, evals, run_dir=run / "pairs_val", config=val_config,
+            model, tokenizer, evals, run_dir=run.val_pairs_dir, config=val_config,
             seed=args.seed + 2, **options,
         )  # fmt: skip
-        print(f"{len(val.c0)} validation pairs in {run / 'pairs_val' / 'pairs.npz'}")
+        print(f"{len(val.c0)} validation pairs in {run.val_pairs}")
 
 
 COMMANDS = {

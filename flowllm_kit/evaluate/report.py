@@ -37,6 +37,7 @@ from flowllm_kit.evaluate.properties import element_counts, nary_histogram, prop
 from flowllm_kit.evaluate.sun import DEFAULT_MATCHER, MatcherSettings, novelty, uniqueness
 from flowllm_kit.evaluate.validity import composition_status, structural_validity
 from flowllm_kit.relax import RelaxConfig, RelaxResult, relax_structures
+from flowllm_kit.run import METRICS_JSON, PER_STRUCTURE_CSV, REPORT_SETTINGS_JSON
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -95,9 +96,9 @@ class Report:
         """Write metrics.json, per_structure.csv, settings.json and figure PNGs into a folder."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "metrics.json").write_text(json.dumps(self.metrics, indent=2))
-        (folder / "settings.json").write_text(json.dumps(self.settings, indent=2, default=str))
-        self.per_structure.to_csv(folder / "per_structure.csv", index=False)
+        (folder / METRICS_JSON).write_text(json.dumps(self.metrics, indent=2))
+        (folder / REPORT_SETTINGS_JSON).write_text(json.dumps(self.settings, indent=2, default=str))
+        self.per_structure.to_csv(folder / PER_STRUCTURE_CSV, index=False)
         for name, figure in self.figures.items():
             figure.savefig(folder / f"{name}.png", dpi=120, bbox_inches="tight")
         return folder

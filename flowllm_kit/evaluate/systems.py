@@ -18,6 +18,7 @@ import numpy as np
 from flowllm_kit.crystal import Crystal
 from flowllm_kit.evaluate.coverage import Fingerprints, fingerprints
 from flowllm_kit.evaluate.hull import HullReference
+from flowllm_kit.run import RunFolder
 
 __all__ = [
     "ELEMENTAL_REFERENCE_FILE",
@@ -51,10 +52,7 @@ def find_systems(run_dir: str | Path, *, n: int | None = None) -> dict[str, list
     """
     from flowllm_kit.crystal.io import crystal_from_dict, read_jsonl
 
-    run = Path(run_dir)
-    sources = {path.stem: path for path in sorted((run / "samples").glob("*.jsonl"))}
-    if (run / "llm_samples.jsonl").is_file():
-        sources["llm_only"] = run / "llm_samples.jsonl"
+    sources = RunFolder(run_dir).sample_sets()
     systems: dict[str, list[Crystal]] = {}
     for name, path in sources.items():
         rows = [

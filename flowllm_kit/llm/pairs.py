@@ -31,6 +31,7 @@ from flowllm_kit.crystal import Crystal
 from flowllm_kit.geometry.torus import logmap
 from flowllm_kit.llm.config import PairConfig, SamplingConfig
 from flowllm_kit.llm.sample import sample_crystals
+from flowllm_kit.run import PAIRS_FILE
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -259,5 +260,5 @@ def build_pairs(
             )
         )
     pairs = PairSet(c0, c1, targets, result.num_draws, dict(result.rejections))
-    pairs.save(run_dir / "pairs.npz")
+    pairs.save(run_dir / PAIRS_FILE)
     return pairs.with_noise(config.noise_std, rng=seed) if config.noise_std > 0 else pairs

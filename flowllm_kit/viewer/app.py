@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from flowllm_kit.run import RunFolder
 from flowllm_kit.viewer.data import (
     Frame,
     RunView,
@@ -113,7 +114,7 @@ def slider_marks(frames: Sequence[Frame], *, count: int = 5) -> dict[int, str]:
 def _trajectory_note(run: RunView, system: str, index: int, frames: Sequence[Frame]) -> str:
     """What the slider runs over, for the line under it."""
     samples = run.system(system)
-    trajectory = run.folder / "samples" / f"trajectory_{system}.npz"
+    trajectory = RunFolder(run.folder).trajectory(system)
     if index < samples.num_recorded:
         return f"{len(frames)} recorded states, from {trajectory}"
     recorded = f"only the first {samples.num_recorded} {system} crystals have one"
@@ -129,7 +130,7 @@ def _evaluation_table(run: RunView, system: str, index: int) -> Any:
 
     row = evaluation_row(run, system, index)
     if row is None:
-        table = run.folder / "evaluation" / system / "per_structure.csv"
+        table = RunFolder(run.folder).per_structure(system)
         missing = f"no row for crystal {index} in" if table.is_file() else "no"
         return html.P(f"not evaluated ({missing} {table})")
 

@@ -31,6 +31,7 @@ import numpy as np
 
 from flowllm_kit.crystal import Crystal
 from flowllm_kit.crystal.io import crystal_from_dict, read_jsonl
+from flowllm_kit.run import RunFolder
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -197,10 +198,10 @@ def _load_system(folder: Path, name: SystemName) -> SystemSamples | None:
 
     from flowllm_kit.flow.sampler import Trajectory
 
-    samples = folder / "samples"
-    records = read_jsonl(samples / f"{name}.jsonl", repair=False)  # the viewer only reads
+    run = RunFolder(folder)
+    records = read_jsonl(run.samples_file(name), repair=False)  # the viewer only reads
     crystals = tuple(crystal_from_dict(r) for r in records if "atomic_numbers" in r)
-    trajectory_file = samples / f"trajectory_{name}.npz"
+    trajectory_file = run.trajectory(name)
     trajectory = Trajectory.load(trajectory_file) if trajectory_file.is_file() else None
     if trajectory is not None and not crystals:  # trajectories alone: their last states
         last = trajectory.crystals_at(len(trajectory) - 1).to_crystals()
@@ -209,7 +210,7 @@ def _load_system(folder: Path, name: SystemName) -> SystemSamples | None:
         trajectory = None  # stale: from another sampling run than the crystals
     if not crystals:
         return None
-    table_file = folder / "evaluation" / name / "per_structure.csv"
+    table_file = run.per_structure(name)
     evaluation = pd.read_csv(table_file) if table_file.is_file() else None
     return SystemSamples(name, crystals, trajectory, evaluation)
 
@@ -237,13 +238,13 @@ def load_run(run_dir: str | Path) -> RunView:
     if not systems:
         wanted = ", ".join(f"{name}.jsonl" for name in SYSTEMS)
         raise RunFolderError(
-            f"no sampled crystals in run folder {folder}: {folder / 'samples'} holds none of "
-            f"{wanted} (nor trajectory_<system>.npz); run notebook 06 or "
+            f"no sampled crystals in run folder {folder}: {RunFolder(folder).samples} holds "
+            f"none of {wanted} (nor trajectory_<system>.npz); run notebook 06 or "
             f"`python -m flowllm_kit sample --run-dir {folder}` first"
         )
     draws = {
         int(r["draw"]): r
-        for r in read_jsonl(folder / "llm_samples.jsonl", repair=False)
+        for r in read_jsonl(RunFolder(folder).llm_samples, repair=False)
         if "draw" in r
     }
     return RunView(folder=folder, systems=systems, llm_draws=draws)

@@ -4,7 +4,7 @@ Both take the per-structure tables of :class:`flowllm_kit.evaluate.Report` stack
 frame with a ``system`` column, e.g.::
 
     per_structure = pd.concat(
-        {name: pd.read_csv(folder / name / "per_structure.csv") for name in names},
+        {name: pd.read_csv(RunFolder(run_dir).per_structure(name)) for name in names},
         names=["system", "row"],
     ).reset_index()
 """

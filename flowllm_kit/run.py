@@ -1,0 +1,192 @@
+"""The run folder: where each stage of the kit reads and writes, spelt out once.
+
+Every stage (the notebooks, the command line, the viewer, the evaluation) takes a run folder
+and finds its inputs and outputs through :class:`RunFolder`, so the layout below exists in this
+file only::
+
+    <run>/
+      figures/                      figures of every notebook
+      tokenizer/                    the digit-splitting tokenizer (notebook 02)
+      llm/                          fine-tuning: llm_config.json, checkpoints/, model/ (03)
+      llm_samples.jsonl             every unconditional LLM draw, rejected ones included (04)
+      pairs/pairs.npz               the (LLM crystal, real crystal) pair set; pair_samples.jsonl
+      pairs_val/pairs.npz           held-out pairs for the flows' validation loss (04)
+      flow/<model>/checkpoint/      a trained flow: weights, EMA, optimizer, state.json (05)
+      samples/<model>.jsonl         generated crystals of each flow model (06)
+      samples/trajectory_<model>.npz  recorded ODE trajectories (06)
+      samples/sampler.json          the sampler settings used
+      evaluation/                   metrics.csv, relax cache, one folder per system (07, 08)
+      notebooks/, stages/, logs/    the series runner: executed notebooks, finished-stage
+                                    markers, kernel logs and progress events
+
+Example::
+
+    >>> run = RunFolder("runs/demo")
+    >>> run.samples_file("flowllm")
+    PosixPath('runs/demo/samples/flowllm.jsonl')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = [
+    "LLM_ONLY",
+    "METRICS_JSON",
+    "PAIRS_FILE",
+    "PER_STRUCTURE_CSV",
+    "REPORT_SETTINGS_JSON",
+    "RunFolder",
+]
+
+LLM_ONLY = "llm_only"  # the system name of the LLM's own crystals (no flow)
+
+PAIRS_FILE = "pairs.npz"  # a pair set, in the folder build_pairs writes to
+
+# The files of one evaluation report (flowllm_kit.evaluate.Report.save), in any folder.
+METRICS_JSON = "metrics.json"
+PER_STRUCTURE_CSV = "per_structure.csv"
+REPORT_SETTINGS_JSON = "settings.json"
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """Paths of one run folder (nothing is created or read until a stage does it)."""
+
+    root: Path  # a str is turned into a Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    def __fspath__(self) -> str:
+        return str(self.root)
+
+    def __str__(self) -> str:
+        return str(self.root)
+
+    # --- notebooks 01-03 -----------------------------------------------------------------
+    @property
+    def figures(self) -> Path:
+        return self.root / "figures"
+
+    @property
+    def tokenizer(self) -> Path:
+        return self.root / "tokenizer"
+
+    @property
+    def llm(self) -> Path:
+        """The fine-tuning run folder (checkpoints, logs, the final model)."""
+        return self.root / "llm"
+
+    @property
+    def llm_model(self) -> Path:
+        """The fine-tuned model (or adapters) and its tokenizer."""
+        return self.llm / "model"
+
+    @property
+    def llm_config(self) -> Path:
+        return self.llm / "llm_config.json"
+
+    # --- notebook 04 ---------------------------------------------------------------------
+    @property
+    def llm_samples(self) -> Path:
+        """Every unconditional draw of the LLM (JSON lines, rejected draws included)."""
+        return self.root / "llm_samples.jsonl"
+
+    @property
+    def pairs_dir(self) -> Path:
+        return self.root / "pairs"
+
+    @property
+    def pairs(self) -> Path:
+        """The training pair set."""
+        return self.pairs_dir / PAIRS_FILE
+
+    @property
+    def val_pairs_dir(self) -> Path:
+        return self.root / "pairs_val"
+
+    @property
+    def val_pairs(self) -> Path:
+        """Held-out pairs for the flows' validation loss."""
+        return self.val_pairs_dir / PAIRS_FILE
+
+    # --- notebook 05 ---------------------------------------------------------------------
+    @property
+    def flows(self) -> Path:
+        return self.root / "flow"
+
+    def flow(self, model: str) -> Path:
+        """The training folder of one flow model (``flowllm``, ``flowmm``, ...)."""
+        return self.flows / model
+
+    def flow_checkpoint(self, model: str) -> Path:
+        return self.flow(model) / "checkpoint"
+
+    # --- notebook 06 ---------------------------------------------------------------------
+    @property
+    def samples(self) -> Path:
+        return self.root / "samples"
+
+    def samples_file(self, model: str) -> Path:
+        """Generated crystals of one flow model (JSON lines)."""
+        return self.samples / f"{model}.jsonl"
+
+    def trajectory(self, model: str) -> Path:
+        return self.samples / f"trajectory_{model}.npz"
+
+    @property
+    def sampler_settings(self) -> Path:
+        return self.samples / "sampler.json"
+
+    @property
+    def validity_vs_steps(self) -> Path:
+        return self.samples / "validity_vs_steps.csv"
+
+    # --- notebooks 07-08 -----------------------------------------------------------------
+    @property
+    def evaluation(self) -> Path:
+        return self.root / "evaluation"
+
+    def evaluation_of(self, system: str) -> Path:
+        """One system's report: metrics.json, per_structure.csv, settings.json, figures."""
+        return self.evaluation / system
+
+    def per_structure(self, system: str) -> Path:
+        """One row per evaluated crystal of ``system``, in sample order."""
+        return self.evaluation_of(system) / PER_STRUCTURE_CSV
+
+    def report_settings(self, system: str) -> Path:
+        return self.evaluation_of(system) / REPORT_SETTINGS_JSON
+
+    @property
+    def metrics(self) -> Path:
+        """The metrics table of every evaluated system (one row per system)."""
+        return self.evaluation / "metrics.csv"
+
+    @property
+    def comparison(self) -> Path:
+        """Notebook 08's systems beside the paper."""
+        return self.evaluation / "comparison.csv"
+
+    # --- the series runner ---------------------------------------------------------------
+    @property
+    def notebooks(self) -> Path:
+        return self.root / "notebooks"
+
+    @property
+    def stages(self) -> Path:
+        return self.root / "stages"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    def sample_sets(self) -> dict[str, Path]:
+        """Every set of generated crystals in the folder: each flow model's samples file and,
+        when it exists, the LLM's own draws under the name :data:`LLM_ONLY`."""
+        found = {path.stem: path for path in sorted(self.samples.glob("*.jsonl"))}
+        if self.llm_samples.is_file():
+            found[LLM_ONLY] = self.llm_samples
+        return found
