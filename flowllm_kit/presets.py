@@ -34,7 +34,7 @@ class DataConfig:
     """Registered dataset name (mp_20, perov_5, ...) or a folder of CDVAE-format CSVs."""
     train_split: str
     """Split the models train on. No train split exists on the kit's CI machines, so the CPU
-    presets train on MP-20 val and evaluate on MP-20 test (see DESIGN.md)."""
+    presets train on MP-20 val and evaluate on MP-20 test (see docs/ARCHITECTURE.md)."""
     eval_split: str
     """Split generated crystals are compared with."""
     max_crystals: int | None = None
