@@ -38,6 +38,7 @@ __all__ = [
     "PER_STRUCTURE_CSV",
     "REPORT_SETTINGS_JSON",
     "RunFolder",
+    "RunFolderError",
 ]
 
 LLM_ONLY = "llm_only"  # the system name of the LLM's own crystals (no flow)
@@ -48,6 +49,11 @@ PAIRS_FILE = "pairs.npz"  # a pair set, in the folder build_pairs writes to
 METRICS_JSON = "metrics.json"
 PER_STRUCTURE_CSV = "per_structure.csv"
 REPORT_SETTINGS_JSON = "settings.json"
+
+
+class RunFolderError(FileNotFoundError):
+    """A run folder lacks what a stage needs; the message names the path, what is missing and
+    the stage that writes it."""
 
 
 @dataclass(frozen=True)
@@ -182,6 +188,19 @@ class RunFolder:
     @property
     def logs(self) -> Path:
         return self.root / "logs"
+
+    def require(self, path: Path, what: str, written_by: str) -> Path:
+        """``path`` if it exists, else a :class:`RunFolderError` naming it and its writer.
+
+        Args:
+            path: A path of this folder.
+            what: What it is, for the message (``"pair set"``).
+            written_by: The stage that writes it (``"notebook 04 or `python -m flowllm_kit
+                pairs`"``).
+        """
+        if not path.exists():
+            raise RunFolderError(f"no {what} at {path}: run {written_by} first")
+        return path
 
     def sample_sets(self) -> dict[str, Path]:
         """Every set of generated crystals in the folder: each flow model's samples file and,

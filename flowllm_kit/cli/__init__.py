@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 from flowllm_kit.cli import evaluate_command, flow_commands, llm_commands, view_command
 from flowllm_kit.cli.common import CommandError, add_common_options
+from flowllm_kit.run import RunFolderError
 
 __all__ = ["CommandError", "build_parser", "main"]
 
@@ -57,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.handler(args)
-    except CommandError as error:
+    except (CommandError, RunFolderError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

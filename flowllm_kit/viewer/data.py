@@ -31,7 +31,7 @@ import numpy as np
 
 from flowllm_kit.crystal import Crystal
 from flowllm_kit.crystal.io import crystal_from_dict, read_jsonl
-from flowllm_kit.run import RunFolder
+from flowllm_kit.run import RunFolder, RunFolderError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -66,10 +66,6 @@ _DRAW_IN_ID = re.compile(r"(?:^|-)llm-(\d+)$")
 # (a batch of other crystals beside it changes the sums slightly).
 _COORD_TOLERANCE = 1e-3  # fractional
 _LATTICE_TOLERANCE = 1e-3  # relative, lengths and angles
-
-
-class RunFolderError(FileNotFoundError):
-    """A run folder lacks what the viewer needs; the message names the path and what is missing."""
 
 
 @dataclass(frozen=True, eq=False)

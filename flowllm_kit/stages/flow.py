@@ -1,0 +1,291 @@
+"""The flow stages on a run folder: train FlowLLM, FlowMM and FlowLLM-Types on the pair set, and
+sample them.
+
+Notebooks 05 and 06 and the commands ``train-flow`` and ``sample`` call these functions, so the
+model table, the training loop, the start crystals and the sampling loop exist once. The
+notebooks still show the building blocks (bases, start distances, loss curves, trajectories).
+
+Example::
+
+    >>> run = RunFolder("runs/smoke")
+    >>> pairs, val_pairs = load_pair_sets(run)
+    >>> network, config = flow_configs("smoke")
+    >>> trained = train_flows(run, flow_runs(pairs, val_pairs), network=network, config=config)
+    >>> starts = flow_starts(run)
+    >>> samples = sample_flows(run, load_flows(run, starts), starts, sampler=SamplerConfig())
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from flowllm_kit.crystal import Crystal, write_crystals
+from flowllm_kit.data import load_dataset
+from flowllm_kit.flow import (
+    BaseDistribution,
+    FlowTrainer,
+    NetworkConfig,
+    PairedBase,
+    SamplerConfig,
+    TrainConfig,
+    TypesOnlyBase,
+    UniformBase,
+    VelocityNetwork,
+    llm_starts,
+    load_network,
+    sample_in_chunks,
+    types_only_starts,
+    uniform_starts,
+)
+from flowllm_kit.flow.refinement import default_denoise_pairs, denoising_pairs
+from flowllm_kit.llm.pairs import PairSet
+from flowllm_kit.presets import get_preset
+from flowllm_kit.run import RunFolder, RunFolderError
+
+__all__ = [
+    "FLOW_MODELS",
+    "FlowRun",
+    "TrainedFlow",
+    "denoising_set",
+    "flow_runs",
+    "flow_starts",
+    "load_flows",
+    "load_pair_sets",
+    "sample_flows",
+    "train_flows",
+]
+
+FLOW_MODELS = ("flowllm", "flowmm", "flowllm_types")
+"""The flow models of the series: FlowLLM (LLM starts), FlowMM (uniform starts, atom types of
+training crystals) and FlowLLM-Types (the LLM's atom types, uniform geometry)."""
+
+Pairs = list[tuple[Crystal | None, Crystal]]
+
+_WRITERS = {
+    "pairs": "notebook 04 or `python -m flowllm_kit pairs`",
+    "sample-llm": "notebook 04 or `python -m flowllm_kit sample-llm`",
+    "flow": "notebook 05 or `python -m flowllm_kit train-flow`",
+}
+
+
+@dataclass(frozen=True)
+class FlowRun:
+    """What one flow model trains on."""
+
+    base: BaseDistribution  # where its flow starts
+    train: Pairs  # (start, target) pairs; the start is None where the base draws it
+    validation: Pairs  # held-out pairs for the validation loss (may be empty)
+
+
+@dataclass(frozen=True)
+class TrainedFlow:
+    """A flow model after :func:`train_flows`."""
+
+    trainer: FlowTrainer  # weights, EMA weights, history; its checkpoint is in the run folder
+    seconds: float  # wall time of this call's training (0 when it resumed a finished run)
+
+
+def load_pair_sets(run: RunFolder) -> tuple[PairSet, PairSet | None]:
+    """The pair set and, when notebook 04 built one, the validation pair set.
+
+    Raises:
+        RunFolderError: If the run folder has no pair set (it names the file and the stage
+            that writes it) or the pair set is empty.
+    """
+    pairs = PairSet.load(run.require(run.pairs, "pair set", _WRITERS["pairs"]))
+    if not pairs.c0:
+        raise RunFolderError(
+            f"the pair set {run.pairs} is empty: the LLM matched no training composition; "
+            "train it longer or build the pairs with more draws"
+        )
+    val_pairs = PairSet.load(run.val_pairs) if run.val_pairs.is_file() else None
+    return pairs, val_pairs
+
+
+def denoising_set(
+    *,
+    preset: str,
+    choices: str = "kit",
+    count: int | None = None,
+    crystals: Sequence[Crystal] | None = None,
+    seed: int = 0,
+) -> Pairs:
+    """The corrupted real crystals that join FlowLLM's pairs (notebook 05, section 3).
+
+    Args:
+        preset: Names the default count (see
+            :func:`~flowllm_kit.flow.refinement.default_denoise_pairs`) and the training data.
+        choices: ``kit`` or ``reference`` (the reference's choices take none).
+        count: Pairs to make (None: the default of ``preset`` and ``choices``).
+        crystals: Real training crystals to corrupt (default: the preset's training split,
+            loaded only when pairs are wanted).
+        seed: Seed of the picks and the corruption.
+    """
+    count = default_denoise_pairs(preset, choices) if count is None else count
+    if not count:
+        return []
+    if crystals is None:
+        data = get_preset(preset).data
+        crystals = load_dataset(data.dataset, data.train_split, progress=False)[: data.max_crystals]
+    return denoising_pairs(crystals, count, seed=seed)
+
+
+def flow_runs(
+    pairs: PairSet,
+    val_pairs: PairSet | None = None,
+    *,
+    denoise: Pairs = (),  # type: ignore[assignment]
+    noise_std: float = 0.0,
+) -> dict[str, FlowRun]:
+    """The three models' bases and pairs, all on the same targets.
+
+    FlowMM ignores the LLM crystals; FlowLLM-Types keeps only their atom types (equal to the
+    targets' atom by atom: the pairs are composition-matched); FlowLLM alone also trains on the
+    ``denoise`` pairs.
+    """
+    validation = list(zip(val_pairs.c0, val_pairs.c1, strict=True)) if val_pairs else []
+    llm_pairs: Pairs = list(zip(pairs.c0, pairs.c1, strict=True))
+    return {
+        "flowllm": FlowRun(PairedBase(noise_std=noise_std), llm_pairs + list(denoise), validation),
+        "flowmm": FlowRun(
+            UniformBase.fit(pairs.c1),
+            [(None, c) for c in pairs.c1],
+            [(None, c1) for _, c1 in validation],
+        ),
+        "flowllm_types": FlowRun(TypesOnlyBase.fit(pairs.c1), llm_pairs, validation),
+    }
+
+
+def train_flows(
+    run: RunFolder,
+    runs: dict[str, FlowRun],
+    *,
+    network: NetworkConfig,
+    config: TrainConfig,
+    models: Sequence[str] | None = None,
+    seed: int = 0,
+    resume: bool = True,
+) -> dict[str, TrainedFlow]:
+    """Train each model with the same network, budget and initial weights into
+    ``run.flow(model)``; with ``resume``, an interrupted run continues from its checkpoint and a
+    finished one is only loaded.
+
+    Args:
+        run: The run folder.
+        runs: From :func:`flow_runs`.
+        network: The velocity network's config (the same for every model).
+        config: The training config (the same for every model).
+        models: Which of ``runs`` to train (default: all, in order).
+        seed: Seeds the initial weights (identical for every model).
+        resume: Continue from ``run.flow_checkpoint(model)`` when it exists.
+    """
+    trained = {}
+    for name in models if models is not None else list(runs):
+        if name not in runs:
+            raise ValueError(f"unknown flow model {name!r}; expected one of {sorted(runs)}")
+        base, train, validation = runs[name].base, runs[name].train, runs[name].validation
+        torch.manual_seed(seed)  # the same initial weights for every model
+        trainer = FlowTrainer(
+            VelocityNetwork(network), train, base=base, config=config,
+            val_pairs=validation, run_dir=run.flow(name),
+        )  # fmt: skip
+        checkpoint = run.flow_checkpoint(name)
+        if resume and (checkpoint / "state.json").exists():
+            trainer.load_checkpoint(checkpoint)
+        start = time.perf_counter()
+        trainer.fit()
+        trained[name] = TrainedFlow(trainer, time.perf_counter() - start)
+    return trained
+
+
+def flow_starts(
+    run: RunFolder, models: Sequence[str] = FLOW_MODELS, *, n: int | None = None, seed: int = 0
+) -> dict[str, list[Crystal]]:
+    """Start crystals of each model (notebook 06, section 1).
+
+    FlowLLM refines the LLM's parsed unconditional crystals; FlowMM draws as many crystals from
+    its uniform base with the atom types of training targets; FlowLLM-Types keeps each LLM
+    crystal's atom types and draws its geometry from the uniform base it was trained with.
+
+    Args:
+        run: The run folder (reads ``llm_samples.jsonl`` and the pair set's targets).
+        models: Which of :data:`FLOW_MODELS`.
+        n: Crystals per model (None: every parsed LLM crystal).
+        seed: Seed of FlowMM's templates and of the base draws.
+
+    Raises:
+        RunFolderError: If the LLM's samples or the pair set are missing, or the samples hold
+            no parsed crystal.
+        ValueError: If a model is unknown.
+    """
+    unknown = set(models) - set(FLOW_MODELS)
+    if unknown:
+        raise ValueError(f"unknown flow models {sorted(unknown)}; expected {FLOW_MODELS}")
+    starts: dict[str, list[Crystal]] = {}
+    count = n
+    if {"flowllm", "flowllm_types"} & set(models) or count is None:
+        path = run.require(run.llm_samples, "LLM samples", _WRITERS["sample-llm"])
+        starts["flowllm"] = llm_starts(path, n=n)
+        if not starts["flowllm"]:
+            raise RunFolderError(f"no parsed crystal in {path}: sample the LLM again")
+        count = len(starts["flowllm"])
+    if {"flowmm", "flowllm_types"} & set(models):
+        targets = load_pair_sets(run)[0].c1
+        if "flowmm" in models:
+            starts["flowmm"] = uniform_starts(targets, count=count, seed=seed)
+        if "flowllm_types" in models:
+            base = TypesOnlyBase.fit(targets)  # the base FlowLLM-Types was trained with
+            starts["flowllm_types"] = types_only_starts(starts["flowllm"], base=base, seed=seed)
+    return {name: starts[name] for name in models}
+
+
+def load_flows(
+    run: RunFolder, models: Sequence[str], *, device: torch.device | str | None = None
+) -> dict[str, VelocityNetwork]:
+    """The trained networks (EMA weights) of ``models`` from the run folder.
+
+    Raises:
+        RunFolderError: If a model has no checkpoint.
+    """
+    networks = {}
+    for name in models:
+        checkpoint = run.require(run.flow_checkpoint(name), f"{name} checkpoint", _WRITERS["flow"])
+        networks[name] = load_network(checkpoint, device=device)
+    return networks
+
+
+def sample_flows(
+    run: RunFolder,
+    networks: dict[str, VelocityNetwork],
+    starts: dict[str, list[Crystal]],
+    *,
+    sampler: SamplerConfig,
+    batch_size: int = 256,
+) -> dict[str, list[Crystal]]:
+    """Integrate each model's start crystals into ``run.samples_file(model)`` (written afresh,
+    batch by batch as they are done) and record the settings in ``run.sampler_settings``.
+
+    Returns:
+        The generated crystals of each model, in the order of its starts (ids kept).
+    """
+    run.samples.mkdir(parents=True, exist_ok=True)
+    run.sampler_settings.write_text(json.dumps(dataclasses.asdict(sampler), indent=1))
+    generated: dict[str, list[Crystal]] = {}
+    for name, crystals in starts.items():
+        path = run.samples_file(name)
+        path.unlink(missing_ok=True)  # start afresh: write_crystals appends
+        generated[name] = []
+        chunks = sample_in_chunks(
+            networks[name], crystals, config=sampler, batch_size=batch_size,
+            desc=f"sampling {name}",
+        )  # fmt: skip
+        for chunk in chunks:
+            write_crystals(chunk, path)
+            generated[name].extend(chunk)
+    return generated
