@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 from typing import Any
 
 from flowllm_kit.cli.common import CommandError, require, setup
@@ -29,50 +28,22 @@ def _train_llm_options(parser: argparse.ArgumentParser) -> None:
 
 def train_llm(args: argparse.Namespace) -> None:
     """Fine-tune the preset's LLM on the training crystals (notebook 03); save it to llm/."""
-    from transformers import AutoTokenizer
-
-    from flowllm_kit import llm, text
-    from flowllm_kit.data import load_dataset
-    from flowllm_kit.presets import get_preset
+    from flowllm_kit import llm
+    from flowllm_kit.stages import select_crystals, train_llm
 
     run = setup(args)
     config = llm.llm_preset(args.preset)
-    data = get_preset(args.preset).data
-    dataset = args.dataset or data.dataset
-    limit = args.max_atoms or config.finetune.max_atoms or 10**9
-    max_train = args.max_train or config.finetune.max_train_crystals or data.max_crystals
-    num_eval = args.num_eval or config.finetune.max_eval_crystals
-    train = [c for c in load_dataset(dataset, data.train_split) if c.num_atoms <= limit]
-    evals = [c for c in load_dataset(dataset, data.eval_split) if c.num_atoms <= limit]
-    train, evals = train[:max_train], evals[:num_eval]
-    llm_dir = run.llm
-    llm.write_crystal_lists(
-        llm_dir, dataset=dataset, train_split=data.train_split, train=train,
-        eval_split=data.eval_split, evaluation=evals,
+    crystals = select_crystals(
+        args.preset, dataset=args.dataset, max_atoms=args.max_atoms, max_train=args.max_train,
+        num_eval=args.num_eval,
     )  # fmt: skip
-
     changes = {"epochs": args.epochs, "learning_rate": args.learning_rate, "seed": args.seed}
     changes["max_steps"] = args.max_steps
     changes = {key: value for key, value in changes.items() if value is not None}
     config = config.replace(finetune=dataclasses.replace(config.finetune, **changes))
-    tokenizer_dir = run.tokenizer  # notebook 02 writes it; built and saved when missing
-    if tokenizer_dir.is_dir():
-        tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    else:
-        tokenizer = text.build_tokenizer()
-        tokenizer.save_pretrained(tokenizer_dir)
-    model, tokenizer = llm.build_model(config, tokenizer=tokenizer)
-    print(f"{dataset}: {len(train)} training, {len(evals)} evaluation crystals; ", end="")
-    print(f"{llm.count_parameters(model):,} parameters")
-    result = llm.finetune(
-        model,
-        tokenizer,
-        train,
-        eval=evals,
-        run_dir=llm_dir,
-        config=config,
-        resume=not args.no_resume,
-    )
+    print(f"{crystals.dataset}: {len(crystals.train)} training, ", end="")
+    print(f"{len(crystals.evaluation)} evaluation crystals")
+    result = train_llm(run, config, crystals, resume=not args.no_resume)
     eval_loss = "n/a" if result.eval_loss is None else f"{result.eval_loss:.3f}"
     print(f"{result.global_step} steps, training loss {result.train_loss:.3f}, ", end="")
     print(f"evaluation loss {eval_loss}; model saved to {result.model_dir}")
@@ -80,12 +51,11 @@ def train_llm(args: argparse.Namespace) -> None:
 
 def _load_llm(args: argparse.Namespace, run: RunFolder) -> tuple[Any, Any, Any]:
     """The model, tokenizer and :class:`LLMConfig` that train-llm saved in ``run/llm``."""
-    from flowllm_kit import llm
+    from flowllm_kit.stages import load_llm
 
-    model_dir = require(run.llm_model, "model", "train-llm", args)
-    config_file = require(run.llm_config, "LLM settings", "train-llm", args)
-    model, tokenizer = llm.load_model(model_dir)
-    return model, tokenizer, llm.LLMConfig.from_dict(json.loads(config_file.read_text()))
+    require(run.llm_model, "model", "train-llm", args)
+    require(run.llm_config, "LLM settings", "train-llm", args)
+    return load_llm(run)
 
 
 def _sample_llm_options(parser: argparse.ArgumentParser) -> None:
@@ -98,24 +68,18 @@ def _sample_llm_options(parser: argparse.ArgumentParser) -> None:
 
 def sample_llm(args: argparse.Namespace) -> None:
     """Draw unconditional crystals from the LLM into llm_samples.jsonl (notebook 04, sec. 2)."""
-    from flowllm_kit import llm
     from flowllm_kit.presets import get_preset
+    from flowllm_kit.stages import sample_llm
 
     run = setup(args)
     model, tokenizer, config = _load_llm(args, run)
-    num = args.num_samples or get_preset(args.preset).num_samples
-    sampling = dataclasses.replace(
-        config.sampling,
-        temperature=args.temperature or config.sampling.temperature,
-        top_p=args.top_p or config.sampling.top_p,
-    )
-    path = run.llm_samples
-    result = llm.sample_crystals(
-        model, tokenizer, num_crystals=num, config=sampling, path=path, max_draws=args.max_draws,
-        seed=args.seed,
+    num_samples = args.num_samples or get_preset(args.preset).num_samples
+    result = sample_llm(
+        run, model, tokenizer, config, num_samples=num_samples,
+        temperature=args.temperature, top_p=args.top_p, max_draws=args.max_draws, seed=args.seed,
     )  # fmt: skip
     print(f"{len(result.crystals)} crystals from {result.num_draws} draws ", end="")
-    print(f"(parse rate {result.acceptance_rate:.1%}) in {path}")
+    print(f"(parse rate {result.acceptance_rate:.1%}) in {run.llm_samples}")
 
 
 def _pairs_options(parser: argparse.ArgumentParser) -> None:
@@ -145,36 +109,23 @@ def _crystal_lists(args: argparse.Namespace, run: RunFolder) -> tuple[list, list
 
 def pairs(args: argparse.Namespace) -> None:
     """Build the (LLM crystal, real crystal) pair set into pairs/ (notebook 04, section 4)."""
-    from flowllm_kit import llm
+    from flowllm_kit.stages import build_pair_sets, pair_settings
 
     run = setup(args)
     model, tokenizer, config = _load_llm(args, run)
     train, evals = _crystal_lists(args, run)
-    max_draws = args.max_draws or config.pairs.max_draws
-    num_pairs = args.num_pairs or config.pairs.num_pairs
-    pair_config = dataclasses.replace(
-        config.pairs,
-        num_pairs=num_pairs,
-        max_draws=max_draws,
-        temperature=args.temperature or config.pairs.temperature,
-        top_p=args.top_p or config.pairs.top_p,
-    )
-    options = {"batch_size": config.sampling.batch_size}
-    options["max_new_tokens"] = config.sampling.max_new_tokens
-    result = llm.build_pairs(
-        model, tokenizer, train, run_dir=run.pairs_dir, config=pair_config, seed=args.seed,
-        **options,
-    )  # fmt: skip
-    print(f"{len(result.c0)} pairs from {result.num_draws} draws in {run.pairs}")
     if args.num_val_pairs < 0:
         raise CommandError(f"--num-val-pairs must be >= 0, got {args.num_val_pairs}")
-    if args.num_val_pairs:
-        n = args.num_val_pairs
-        val_config = dataclasses.replace(pair_config, num_pairs=n, max_draws=20 * n)
-        val = llm.build_pairs(
-            model, tokenizer, evals, run_dir=run.val_pairs_dir, config=val_config,
-            seed=args.seed + 2, **options,
-        )  # fmt: skip
+    settings = pair_settings(
+        config, num_pairs=args.num_pairs, max_draws=args.max_draws,
+        temperature=args.temperature, top_p=args.top_p,
+    )  # fmt: skip
+    result, val = build_pair_sets(
+        run, model, tokenizer, config, train, evals, pairs=settings,
+        num_val_pairs=args.num_val_pairs, seed=args.seed,
+    )  # fmt: skip
+    print(f"{len(result.c0)} pairs from {result.num_draws} draws in {run.pairs}")
+    if val is not None:
         print(f"{len(val.c0)} validation pairs in {run.val_pairs}")
 
 

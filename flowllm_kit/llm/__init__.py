@@ -45,6 +45,7 @@ from flowllm_kit.llm.model import (
 )
 from flowllm_kit.llm.pairs import PairSet, align_atoms, build_pairs
 from flowllm_kit.llm.sample import (
+    DRAWS_PER_CRYSTAL,
     CompositionAgreement,
     SampleResult,
     composition_agreement,
@@ -55,6 +56,7 @@ from flowllm_kit.llm.sample import (
 
 __all__ = [
     "CRYSTAL_LISTS_FILE",
+    "DRAWS_PER_CRYSTAL",
     "CompositionAgreement",
     "CompositionConstraint",
     "LLM_PRESETS",

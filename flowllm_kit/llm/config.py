@@ -150,7 +150,9 @@ class PairConfig:
     temperature: float = 0.9  # the paper drew pairs with tau = 0.9
     top_p: float = 0.99  # and P = 0.99
     noise_std: float = 0.0  # Gaussian noise on c0's coordinates (reference: none)
-    max_draws: int | None = None  # give up after this many samples; None: 20 * num_pairs
+    max_draws: int | None = (
+        None  # give up after this many samples; None: DRAWS_PER_CRYSTAL per pair
+    )
     # Hold each sample's element lines to its target's composition while decoding, instead of
     # rejecting mismatches (flowllm_kit.llm.constrain). Not the paper's method: for small
     # models that have not learnt to copy the formula of their prompt. Kit tokenizer only.

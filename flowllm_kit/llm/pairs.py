@@ -244,7 +244,7 @@ def build_pairs(
             if config.constrain_composition
             else None
         ),
-        max_draws=config.max_draws if config.max_draws is not None else 20 * config.num_pairs,
+        max_draws=config.max_draws,  # None: sample_crystals' DRAWS_PER_CRYSTAL per pair
         seed=seed,
         progress_bar=progress_bar,
         desc=f"pairs ({run_dir.name})",

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 __all__ = [
+    "DRAWS_PER_CRYSTAL",
     "CompositionAgreement",
     "SampleResult",
     "composition_agreement",
@@ -41,6 +42,10 @@ __all__ = [
     "read_samples",
     "sample_crystals",
 ]
+
+DRAWS_PER_CRYSTAL = 20
+"""Draws allowed per crystal wanted when no budget is given: a model that writes no valid crystal
+(or no matching composition) stops after this many tries per crystal."""
 
 Prompts = str | Sequence[str] | Callable[[int], str]
 """One prompt for every draw, a list cycled through, or draw index -> prompt."""
@@ -266,7 +271,8 @@ def sample_crystals(
             sampling continues after the last one.
         accept: Extra check of each parsed crystal; returns a rejection reason or ``None``.
         max_draws: Stop after this many draws even if too few crystals were kept (default:
-            ``20 * num_crystals``, so a model that writes no valid crystal cannot loop forever).
+            :data:`DRAWS_PER_CRYSTAL` ``* num_crystals``, so a model that writes no valid crystal
+            cannot loop forever).
         seed: Seed of the sampling, mixed with each batch's first draw index, so a run
             resumed after an interruption between batches draws what an uninterrupted one
             would have; ``None``: torch's current state.
@@ -289,7 +295,7 @@ def sample_crystals(
 
     _check_finite(model)
     start = time.perf_counter()
-    max_draws = 20 * num_crystals if max_draws is None else max_draws
+    max_draws = DRAWS_PER_CRYSTAL * num_crystals if max_draws is None else max_draws
     prompt_of = _prompt_function(prompts if prompts is not None else text.generation_prompt())
     decode = decode or text.decode
     records = read_samples(path) if path is not None else []

@@ -1,7 +1,10 @@
 """One function per stage of the series, on a run folder: the notebooks, the command line and
 any launcher call these, so no loop, file name or split rule exists twice.
 
-- :mod:`~flowllm_kit.stages.flow`: train the flows on the pair set, sample them.
+- :mod:`~flowllm_kit.stages.llm`: choose the crystals, fine-tune the LLM, sample it, build
+  the pair sets (notebooks 03-04; ``train-llm``, ``sample-llm``, ``pairs``);
+- :mod:`~flowllm_kit.stages.flow`: train the flows on the pair set, sample them (notebooks
+  05-06; ``train-flow``, ``sample``).
 """
 
 from __future__ import annotations
@@ -18,11 +21,31 @@ from flowllm_kit.stages.flow import (
     sample_flows,
     train_flows,
 )
+from flowllm_kit.stages.llm import (
+    SelectedCrystals,
+    build_pair_sets,
+    build_val_pairs,
+    load_llm,
+    pair_settings,
+    sample_llm,
+    sampling_config,
+    select_crystals,
+    train_llm,
+)
 
 __all__ = [
     "FLOW_MODELS",
     "FlowRun",
+    "SelectedCrystals",
     "TrainedFlow",
+    "build_pair_sets",
+    "build_val_pairs",
+    "load_llm",
+    "pair_settings",
+    "sample_llm",
+    "sampling_config",
+    "select_crystals",
+    "train_llm",
     "denoising_set",
     "flow_runs",
     "flow_starts",
