@@ -1,6 +1,6 @@
 """CHGNet relaxation speed and agreement: batched (torch-sim) vs one-at-a-time StructOptimizer.
 
-Relaxes the same perturbed MP-20 test crystals three ways with the REFERENCE §9 settings
+Relaxes the same perturbed MP-20 test crystals three ways with the docs/METHOD.md §9 settings
 (FIRE, fmax 0.1 eV/Å, up to 1500 steps, cell relaxed):
 
 1. ``relax_structures_reference``: CHGNet's ``StructOptimizer``, one structure at a time;
@@ -138,7 +138,7 @@ def main() -> None:
         f"- Inputs: {args.num} random MP-20 test crystals "
         f"({np.mean([len(s) for s in structures]):.1f} atoms on average), each atom moved "
         "0.1 Å in a random direction and each axis strained by up to 3 %.",
-        "- Settings (REFERENCE §9): CHGNet 0.3.0 (weights from the chgnet wheel), FIRE, "
+        "- Settings (docs/METHOD.md §9): CHGNet 0.3.0 (weights from the chgnet wheel), FIRE, "
         "fmax 0.1 eV/Å, at most 1500 steps, cell relaxed through a Fréchet cell filter.",
         "",
         "| method | wall s | s / structure | wall ms / structure-step | CPU s "

@@ -50,7 +50,7 @@ class EvaluationConfig:
     n_reference: int | None
     """Eval-split crystals for coverage and property distances (None: all)."""
     relax_steps: int = 1500
-    """Most CHGNet FIRE steps per crystal (REFERENCE §9: 1500)."""
+    """Most CHGNet FIRE steps per crystal (docs/METHOD.md §9: 1500)."""
     min_count: int = 10
     """Smallest denominator for which a rate is reported (fewer: not computable)."""
     processes: int | None = None

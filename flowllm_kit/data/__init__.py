@@ -5,7 +5,7 @@ Typical use::
     from flowllm_kit.data import load_dataset
 
     crystals = load_dataset("mp_20", "val")               # list[Crystal], Niggli-reduced
-    subset = load_dataset("mp_20_subset", "train", root="../shared/data")
+    subset = load_dataset("mp_20_subset", "train", root="/path/to/data")
 
 Where files are looked for, and the environment variables ``FLOWLLM_KIT_DATA``,
 ``FLOWLLM_KIT_CACHE`` and ``FLOWLLM_KIT_DATA_URL``, are described in

@@ -84,9 +84,9 @@ def _spec(
     return DatasetSpec(name=name, sources=tuple(sources), description=description)
 
 
-# Sizes of the DiffCSP copies come from ../shared/data/README.md. The CDVAE val/test hashes of
-# perov_5 and carbon_24 are those of the copies in ../shared/data, which that README states are
-# byte-identical to txie-93/cdvae (commit f857f598).
+# Sizes of the DiffCSP copies are those its GitHub repository serves (as recorded by the data
+# folder the kit is developed against). The CDVAE val/test hashes of perov_5 and carbon_24 are
+# those of copies byte-identical to txie-93/cdvae (commit f857f598).
 _BUILTIN = (
     _spec(
         "mp_20",

@@ -1,4 +1,4 @@
-"""Evaluation of generated crystals (REFERENCE §9), one module per metric family.
+"""Evaluation of generated crystals (docs/METHOD.md §9), one module per metric family.
 
 * :mod:`~flowllm_kit.evaluate.validity`: structural and SMACT compositional validity.
 * :mod:`~flowllm_kit.evaluate.properties`: Wasserstein distances of density and element

@@ -1,4 +1,4 @@
-"""Closeness of generated crystals to their relaxed selves (FlowMM/FlowLLM, REFERENCE §9).
+"""Closeness of generated crystals to their relaxed selves (FlowMM/FlowLLM, docs/METHOD.md §9).
 
 A generator whose crystals are already near a local minimum needs few relaxation steps, and
 the relaxed crystal still matches the generated one. Per structure: does the relaxed structure

@@ -1,4 +1,4 @@
-"""The FlowLLM paper's headline numbers (REFERENCE §10) as data, and a table that puts a run's
+"""The FlowLLM paper's headline numbers (docs/METHOD.md §10) as data, and a table that puts a run's
 metrics beside them.
 
 The paper's numbers come from 10,000 MP-20 samples per model; its stability rates are DFT

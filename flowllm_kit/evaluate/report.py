@@ -1,4 +1,4 @@
-"""One call that evaluates generated crystals and says exactly how (REFERENCE §9-10).
+"""One call that evaluates generated crystals and says exactly how (docs/METHOD.md §9-10).
 
 :func:`report` runs every metric family it has inputs for and returns a :class:`Report`: the
 metrics table (the columns of the paper's Tables 1 and 2), a per-structure table, the settings
@@ -178,7 +178,7 @@ def report(
         hull: Hull for E_hull; with it, valid crystals are relaxed with CHGNet.
         baseline: Real crystals run through the same relax + hull pipeline, so stability rates
             against a lenient hull have a yardstick.
-        settings: :class:`ReportSettings` (defaults: REFERENCE values).
+        settings: :class:`ReportSettings` (defaults: the values of docs/METHOD.md §9).
         cache_folder: Where the relaxation cache ``relax.jsonl`` lives (reruns skip finished
             structures).
         figures: Draw the E_hull and N-ary histograms.

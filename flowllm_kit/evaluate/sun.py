@@ -63,7 +63,7 @@ class MatcherSettings:
 
 # pymatgen's defaults, used by the paper for S.U.N.
 DEFAULT_MATCHER = MatcherSettings()
-# FlowMM/FlowLLM closeness of a generated crystal to its relaxed self (REFERENCE §9).
+# FlowMM/FlowLLM closeness of a generated crystal to its relaxed self (docs/METHOD.md §9).
 CLOSENESS_MATCHER = MatcherSettings(ltol=0.3, stol=0.5, angle_tol=10.0)
 
 

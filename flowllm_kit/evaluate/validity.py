@@ -1,4 +1,4 @@
-"""Structural and compositional validity of crystals (CDVAE definitions, REFERENCE §9).
+"""Structural and compositional validity of crystals (CDVAE definitions, docs/METHOD.md §9).
 
 Structural: every pair of atoms, periodic images included, at least ``cutoff`` (0.5 Å) apart,
 and a cell volume of at least 0.1 Å^3. Unlike CDVAE's distance matrix, an atom's distance to

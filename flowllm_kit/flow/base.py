@@ -1,4 +1,4 @@
-"""Base distributions ``p_0``: where the flow starts (REFERENCE §1, §8).
+"""Base distributions ``p_0``: where the flow starts (docs/METHOD.md §1, §8).
 
 All share one call: ``base.sample(x_1, x_0=..., generator=...)`` returns a start batch
 aligned atom by atom with ``x_1`` (the targets during training, or a template fixing atom

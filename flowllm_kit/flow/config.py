@@ -35,7 +35,7 @@ __all__ = [
 
 @dataclass(frozen=True)
 class NetworkConfig:
-    """Shape of the velocity network (REFERENCE §7).
+    """Shape of the velocity network (docs/METHOD.md §7).
 
     With ``hidden_dim=512``, ``num_frequencies=128`` and both optional edge features on, the
     edge MLP's first layer sees the reference's 2,313-wide input:
@@ -187,7 +187,7 @@ def reference_loss(config: LossConfig | None = None) -> LossConfig:
 
 @dataclass(frozen=True)
 class LossConfig:
-    """Weights of the flow-matching loss (REFERENCE §6).
+    """Weights of the flow-matching loss (docs/METHOD.md §6).
 
     Default: the paper's ratio 200 : 1 (FlowLLM appendix), divided by the sum of the weights as
     the reference code does. Normalizing keeps the loss on the scale the reference's learning
@@ -221,7 +221,7 @@ class LossConfig:
 
 @dataclass(frozen=True)
 class SamplerConfig:
-    """How the ODE is integrated (REFERENCE §8)."""
+    """How the ODE is integrated (docs/METHOD.md §8)."""
 
     method: Literal["euler", "midpoint", "rk4", "dopri5"] = "euler"  # torchdiffeq solver
     num_steps: int = 250  # fixed-grid steps on [0, 1] (paper 250); ignored by dopri5
@@ -250,7 +250,7 @@ class SamplerConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimization of the velocity network (REFERENCE §7, reference-code values)."""
+    """Optimization of the velocity network (docs/METHOD.md §7, reference-code values)."""
 
     batch_size: int = 256  # crystals per step (paper 256)
     max_steps: int = 10_000  # optimizer steps in total; the cosine schedule spans them

@@ -1,4 +1,4 @@
-"""The Riemannian flow-matching loss (REFERENCE §6).
+"""The Riemannian flow-matching loss (docs/METHOD.md §6).
 
 Per crystal with ``n`` atoms::
 

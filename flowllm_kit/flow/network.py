@@ -1,4 +1,4 @@
-"""The velocity network ``v_theta(t, c) = (v_f, v_l)`` (REFERENCE §7).
+"""The velocity network ``v_theta(t, c) = (v_f, v_l)`` (docs/METHOD.md §7).
 
 Usage::
 

@@ -1,4 +1,4 @@
-"""The conditional probability path of Riemannian flow matching (REFERENCE §5).
+"""The conditional probability path of Riemannian flow matching (docs/METHOD.md §5).
 
 Coordinates follow torus geodesics, the unconstrained lattice follows straight lines::
 

@@ -1,4 +1,4 @@
-"""Integrate the learned ODE from start crystals to generated crystals (REFERENCE §5, §8).
+"""Integrate the learned ODE from start crystals to generated crystals (docs/METHOD.md §5, §8).
 
 The velocity field is periodic in the coordinates, so the ODE is solved in the universal
 cover (unwrapped coordinates in R^(N x 3)) with any torchdiffeq solver and wrapped once at the

@@ -18,7 +18,7 @@ _IDENTITY = LatticeStatistics(mean=(0.0,) * 6, std=(1.0,) * 6)
 
 @dataclass(frozen=True)
 class FlowStatistics:
-    """What the network needs to z-score inputs and de-standardize outputs (REFERENCE §7).
+    """What the network needs to z-score inputs and de-standardize outputs (docs/METHOD.md §7).
 
     Attributes:
         lattice: Mean/std of the unconstrained lattice of the training targets, used to z-score

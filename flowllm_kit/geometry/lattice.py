@@ -2,7 +2,7 @@
 
 A lattice is six numbers ``l = (a, b, c, alpha, beta, gamma)``: lengths in Å and angles in
 degrees. The flow moves lattices in an unconstrained 6-d space: lengths are used directly and
-angles go through a logit bijection (REFERENCE §5).
+angles go through a logit bijection (docs/METHOD.md §5).
 
 Angle interval. The paper writes ``logit((eta - 60) / 120)``, which maps [60, 120] onto only
 (0, 0.5] of the logit's domain and puts 60° at minus infinity. The reference code uses the

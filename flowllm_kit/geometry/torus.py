@@ -114,7 +114,7 @@ def remove_mean(v: Tensor, index: Tensor, num_groups: int) -> Tensor:
     """Subtract each crystal's mean from its atoms' vectors.
 
     Removing the mean makes coordinate velocities invariant to a global translation
-    (REFERENCE §5): after it, every crystal's vectors sum to zero.
+    (docs/METHOD.md §5): after it, every crystal's vectors sum to zero.
 
     Args:
         v: Per-atom vectors, shape ``(N, 3)``.

@@ -59,7 +59,7 @@ class ScratchModelConfig:
 
 @dataclass(frozen=True)
 class LoRAConfig:
-    """Low-rank adapters (peft) on a pretrained model; defaults from REFERENCE §3."""
+    """Low-rank adapters (peft) on a pretrained model; defaults from docs/METHOD.md §3."""
 
     r: int = 8  # adapter rank
     alpha: int = 32  # scaling numerator: the update is (alpha / r) * B @ A
@@ -123,7 +123,7 @@ class FinetuneConfig:
 
 @dataclass(frozen=True)
 class SamplingConfig:
-    """Nucleus sampling from the fine-tuned model (REFERENCE §3)."""
+    """Nucleus sampling from the fine-tuned model (docs/METHOD.md §3)."""
 
     temperature: float = 0.7  # paper's best: 0.7
     top_p: float = 0.9  # paper's best: 0.9
@@ -144,7 +144,7 @@ class SamplingConfig:
 
 @dataclass(frozen=True)
 class PairConfig:
-    """The (LLM crystal, real crystal) pair set of Algorithm 1, step 2 (REFERENCE §4)."""
+    """The (LLM crystal, real crystal) pair set of Algorithm 1, step 2 (docs/METHOD.md §4)."""
 
     num_pairs: int = 1000  # N_tr pairs kept (paper: 3.3 million)
     temperature: float = 0.9  # the paper drew pairs with tau = 0.9

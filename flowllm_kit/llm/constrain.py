@@ -1,7 +1,7 @@
 """Composition-constrained decoding: the model writes the lattice and the coordinates, but
 its element lines are restricted to a requested composition.
 
-The pair set of Algorithm 1 (REFERENCE §4) keeps formula-prompted samples whose composition
+The pair set of Algorithm 1 (docs/METHOD.md §4) keeps formula-prompted samples whose composition
 equals the target's and rejects the rest. A large fine-tuned model matches often; a small model
 trained from scratch for minutes on a CPU hardly ever learns to copy the formula of its prompt,
 so rejection would keep next to nothing. With :class:`CompositionConstraint` every sample has

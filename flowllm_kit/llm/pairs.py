@@ -1,6 +1,6 @@
 """The pair set that trains the flow: (LLM crystal c0, real crystal c1), atoms aligned.
 
-Algorithm 1, step 2 of FlowLLM (REFERENCE §4): draw targets c1 from the training crystals
+Algorithm 1, step 2 of FlowLLM (docs/METHOD.md §4): draw targets c1 from the training crystals
 with replacement, prompt the LLM with each target's formula, and keep the sample c0 when its
 composition equals the target's (same atoms, same count). The flow needs atom i of c0 to be
 atom i of c1, so c0's atoms are then reordered: per element, the optimal assignment

@@ -1,4 +1,5 @@
-"""CHGNet structure relaxation, batched with torch-sim (REFERENCE §9: FIRE, fmax 0.1, 1500 steps).
+"""CHGNet structure relaxation, batched with torch-sim (docs/METHOD.md §9: FIRE, fmax 0.1,
+1500 steps).
 
 :func:`relax_structures` relaxes many structures at once: CHGNet wrapped as a torch-sim model
 (:class:`CHGNetModel`), torch-sim's ASE-flavoured FIRE with a Fréchet cell filter, in-flight

@@ -1,4 +1,4 @@
-"""How structures are relaxed: one config dataclass, defaults from REFERENCE §9."""
+"""How structures are relaxed: one config dataclass, defaults from docs/METHOD.md §9."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ class RelaxConfig:
     max_steps: int = 1500
     # Stop a structure early, as unconverged and "stalled", once its lowest energy has not
     # dropped by more than stall_tolerance (eV/atom) for stall_steps steps. None: run every
-    # unconverged structure to max_steps (REFERENCE §9). Not the paper's protocol: a budget for
+    # unconverged structure to max_steps (docs/METHOD.md §9). Not the paper's protocol: a budget for
     # generated crystals whose forces never fall below fmax. A budget, not a convergence test:
     # with 100 steps, two of five stalled crystals were on plateaus that FIRE later left
     # (benchmarks/results/evaluate.md).

@@ -47,7 +47,7 @@ def relax_structures(
 
     Args:
         structures: Ordered periodic structures (pymatgen, or kit :class:`Crystal`).
-        config: Settings (default :class:`RelaxConfig`, the REFERENCE §9 values).
+        config: Settings (default :class:`RelaxConfig`, the docs/METHOD.md §9 values).
         cache_path: JSON-lines file of finished results; read first, appended as results come.
         progress: Show a progress bar over the structures still to relax.
         desc: The bar's label (also on the series runner's terminal, whatever ``progress``).

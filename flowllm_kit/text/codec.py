@@ -1,4 +1,4 @@
-"""Crystal <-> text in the CrystalLLM format (REFERENCE §2).
+"""Crystal <-> text in the CrystalLLM format (docs/METHOD.md §2).
 
 The text of a crystal with ``n`` atoms has ``2 + 2n`` lines::
 

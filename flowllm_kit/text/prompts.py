@@ -1,4 +1,4 @@
-"""Prompt templates: unconditional, attribute-conditioned and infill (REFERENCE §2).
+"""Prompt templates: unconditional, attribute-conditioned and infill (docs/METHOD.md §2).
 
 The same templates build training texts (prompt + crystal text + end-of-sequence token, see
 :func:`training_text`) and sampling prompts (:func:`generation_prompt`), so a model is always
@@ -161,7 +161,7 @@ def crystal_attributes(crystal: Crystal) -> dict[Attribute, Any]:
 def formula_prompt(crystal: Crystal) -> str:
     """The prompt asking for a crystal with ``crystal``'s formula and nothing else.
 
-    This is the prompt of the pair set (REFERENCE §4) and of formula-following checks. The
+    This is the prompt of the pair set (docs/METHOD.md §4) and of formula-following checks. The
     formula is the one :func:`crystal_attributes` reads: ``properties["formula"]`` (MP-20's
     reduced formula) when the crystal has it, else ``crystal.formula``.
     """

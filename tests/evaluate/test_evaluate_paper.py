@@ -1,4 +1,4 @@
-"""The paper's numbers are stored as REFERENCE §10 gives them, and a run's metrics line up
+"""The paper's numbers are stored as docs/METHOD.md §10 gives them, and a run's metrics line up
 beside them column by column."""
 
 from __future__ import annotations
