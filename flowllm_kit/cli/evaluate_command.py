@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 from typing import Any
 
@@ -90,33 +89,29 @@ def evaluate(args: argparse.Namespace) -> None:
     """Evaluate each system with ``evaluate.report`` into evaluation/ (notebook 07)."""
     import warnings
 
-    import numpy as np
     import pandas as pd
 
     from flowllm_kit import evaluate as metrics
-    from flowllm_kit.data import load_dataset
     from flowllm_kit.evaluate.paper import beside_paper
     from flowllm_kit.presets import get_preset
+    from flowllm_kit.stages import (
+        evaluate_systems,
+        evaluation_data,
+        metrics_table,
+        report_settings,
+    )
 
     run = setup(args)
     warnings.filterwarnings("ignore", message="No Pauling electronegativity")  # noble gases
-    sizes = get_preset(args.preset).evaluation  # None: every crystal
-    n_evaluate, relax_steps = args.n or sizes.n_evaluate, args.relax_steps or sizes.relax_steps
-    n_reference, min_count = (
-        args.n_reference or sizes.n_reference,
-        args.min_count or sizes.min_count,
-    )
-    processes = args.processes or sizes.processes
+    n_evaluate = args.n or get_preset(args.preset).evaluation.n_evaluate
     systems = _select(args, run, n_evaluate)
-    config = get_preset(args.preset).data
-    eval_crystals = load_dataset(config.dataset, config.eval_split)
-    training = load_dataset(config.dataset, config.train_split)
-    order = np.random.default_rng(args.seed).permutation(len(eval_crystals))
-    shuffled = [eval_crystals[i] for i in order]
-    reference = shuffled[-n_reference:] if n_reference else shuffled
-    real = shuffled[: n_evaluate or 1000]  # the controls and the stability baseline
+    data = evaluation_data(
+        args.preset, n_evaluate=n_evaluate, n_reference=args.n_reference, seed=args.seed
+    )
     if not args.no_controls:
-        controls = metrics.control_systems(real, perturbation=args.perturbation, seed=args.seed)
+        controls = metrics.control_systems(
+            data.real, perturbation=args.perturbation, seed=args.seed
+        )
         systems |= {k: v for k, v in controls.items() if not args.systems or k in args.systems}
     if not systems:
         raise CommandError(
@@ -133,35 +128,15 @@ def evaluate(args: argparse.Namespace) -> None:
         hull = None
     else:
         hull = _hull(args.hull_dataset)
-
-    evaluation = run.evaluation
-    evaluation.mkdir(parents=True, exist_ok=True)
-    cutoffs = next((n for n in metrics.COVERAGE_CUTOFFS if config.dataset.startswith(n)), "mp_20")
-    relax = metrics.RelaxConfig(max_steps=relax_steps, stall_steps=args.relax_stall_steps)
-    settings = metrics.ReportSettings(
-        dataset=cutoffs, min_count=min_count, relax=relax, processes=processes
-    )
-    name = f"{config.dataset}_{config.eval_split}_{len(reference)}_{args.seed}"
-    path = evaluation / f"reference_fingerprints_{name}.npz"
-    reference_fingerprints = metrics.reference_fingerprints(
-        reference, path=path, processes=processes
-    )
-    rows = {}
-    for system, crystals in systems.items():
-        start = time.perf_counter()
-        result = metrics.report(
-            crystals, reference=reference, reference_fingerprints=reference_fingerprints,
-            training=training, hull=hull, baseline=real, settings=settings,
-            cache_folder=evaluation, progress=False,
-        )  # fmt: skip
-        result.save(run.evaluation_of(system))
-        seconds = round(time.perf_counter() - start, 1)
-        rows[system] = {"crystals": len(crystals), "seconds": seconds, **result.metrics}
-        print(f"{system}: {len(crystals)} crystals evaluated into {run.evaluation_of(system)}")
-    table = pd.DataFrame.from_dict(rows, orient="index").rename_axis("system")
-    table.to_csv(run.metrics)
-    table = beside_paper(table)
-    table.to_csv(evaluation / "metrics_beside_paper.csv")
+    settings = report_settings(
+        args.preset, relax_steps=args.relax_steps, relax_stall_steps=args.relax_stall_steps,
+        min_count=args.min_count, processes=args.processes,
+    )  # fmt: skip
+    evaluated = evaluate_systems(run, systems, data, settings=settings, hull=hull)
+    for system, result in evaluated.items():
+        print(f"{system}: {result.crystals} crystals evaluated into {run.evaluation_of(system)}")
+    table = beside_paper(metrics_table(evaluated))
+    table.to_csv(run.evaluation / "metrics_beside_paper.csv")
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(table.round(2).to_string(na_rep="n/c"))
 

@@ -4,11 +4,21 @@ any launcher call these, so no loop, file name or split rule exists twice.
 - :mod:`~flowllm_kit.stages.llm`: choose the crystals, fine-tune the LLM, sample it, build
   the pair sets (notebooks 03-04; ``train-llm``, ``sample-llm``, ``pairs``);
 - :mod:`~flowllm_kit.stages.flow`: train the flows on the pair set, sample them (notebooks
-  05-06; ``train-flow``, ``sample``).
+  05-06; ``train-flow``, ``sample``);
+- :mod:`~flowllm_kit.stages.evaluation`: the real crystals systems are scored against, the
+  report settings, one report per system and the metrics table (notebook 07; ``evaluate``).
 """
 
 from __future__ import annotations
 
+from flowllm_kit.stages.evaluation import (
+    EvaluatedSystem,
+    EvaluationData,
+    evaluate_systems,
+    evaluation_data,
+    metrics_table,
+    report_settings,
+)
 from flowllm_kit.stages.flow import (
     FLOW_MODELS,
     FlowRun,
@@ -35,6 +45,12 @@ from flowllm_kit.stages.llm import (
 
 __all__ = [
     "FLOW_MODELS",
+    "EvaluatedSystem",
+    "EvaluationData",
+    "evaluate_systems",
+    "evaluation_data",
+    "metrics_table",
+    "report_settings",
     "FlowRun",
     "SelectedCrystals",
     "TrainedFlow",
