@@ -34,6 +34,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(VENV)/bin/lint-imports  # the package's layers (pyproject.toml, docs/ARCHITECTURE.md)
 
 # Two pytest workers (one per core); --dist loadfile keeps each test file on one worker, so the
 # notebook series runs in order in one run folder.

@@ -18,7 +18,7 @@ import numpy as np
 from flowllm_kit.crystal import Crystal
 from flowllm_kit.evaluate.coverage import Fingerprints, fingerprints
 from flowllm_kit.evaluate.hull import HullReference
-from flowllm_kit.run import RunFolder
+from flowllm_kit.run import LLM_ONLY, RunFolder
 
 __all__ = [
     "ELEMENTAL_REFERENCE_FILE",
@@ -36,12 +36,12 @@ ELEMENTAL_REFERENCE_FILE = "hull/2023-02-07-mp-elemental-reference-entries.json.
 def find_systems(run_dir: str | Path, *, n: int | None = None) -> dict[str, list[Crystal]]:
     """Generated crystals of a run folder, by system name.
 
-    Every ``<run_dir>/samples/<system>.jsonl`` is one system (named by its file stem), and
-    ``<run_dir>/llm_samples.jsonl`` is the system ``llm_only``. A line holds either a crystal
-    record (:func:`~flowllm_kit.crystal.write_crystals`) or a draw record with its crystal under
-    ``crystal``; draws the LLM's parser rejected have no crystal and are skipped. A crystal
-    without an id is named ``<system>-<number>``. Files are read without repairing a cut-off
-    last line. Systems without any crystal are left out.
+    Every ``<run_dir>/samples/<system>.jsonl`` (crystal records,
+    :func:`~flowllm_kit.crystal.write_crystals`) is one system, named by its file stem, and
+    the kept draws of ``<run_dir>/llm_samples.jsonl`` (:class:`~flowllm_kit.llm.LLMDraw`
+    records) are the system ``llm_only``, in draw order. A crystal without an id is named
+    ``<system>-<number>``. Files are read without repairing a cut-off last line. Systems
+    without any crystal are left out.
 
     Args:
         run_dir: The run folder.
@@ -51,19 +51,17 @@ def find_systems(run_dir: str | Path, *, n: int | None = None) -> dict[str, list
         ``{system: crystals}``, the ``samples/`` files in name order, then ``llm_only``.
     """
     from flowllm_kit.crystal.io import crystal_from_dict, read_jsonl
+    from flowllm_kit.llm.draws import read_draws
 
-    sources = RunFolder(run_dir).sample_sets()
     systems: dict[str, list[Crystal]] = {}
-    for name, path in sources.items():
-        rows = [
-            r for r in read_jsonl(path, repair=False) if "crystal" in r or "atomic_numbers" in r
-        ]
-        # LLM draw records end in draw order only in batches; with continuous batching they
-        # are written as they end (sorting is stable, and files without draws keep their order).
-        rows.sort(key=lambda r: r.get("draw", 0))
-        ids = [r.get("id") or f"{name}-{number}" for number, r in enumerate(rows)]
-        pairs = zip(rows, ids, strict=True)  # a draw record holds its crystal under "crystal"
-        crystals = [crystal_from_dict(r.get("crystal", r), id=k) for r, k in pairs]
+    for name, path in RunFolder(run_dir).sample_sets().items():
+        if name == LLM_ONLY:  # the LLM's draws: its kept crystals, in draw order
+            found = [d.crystal for d in read_draws(path, repair=False) if d.crystal is not None]
+            crystals = [c.replace(id=f"{name}-{k}") for k, c in enumerate(found)]
+        else:  # crystal records (write_crystals); the readers only read, never repair
+            rows = [r for r in read_jsonl(path, repair=False) if "atomic_numbers" in r]
+            ids = [r.get("id") or f"{name}-{number}" for number, r in enumerate(rows)]
+            crystals = [crystal_from_dict(r, id=k) for r, k in zip(rows, ids, strict=True)]
         if crystals:
             systems[name] = crystals[:n]
     return systems

@@ -36,7 +36,7 @@ from flowllm_kit.flow.loss import FlowLoss, VelocityField, flow_matching_loss, p
 from flowllm_kit.flow.network import VelocityNetwork
 from flowllm_kit.flow.path import PathSample, sample_path, sample_times
 from flowllm_kit.flow.sampler import SampleResult, Trajectory, sample, sample_in_chunks
-from flowllm_kit.flow.starts import llm_starts, types_only_starts, uniform_starts
+from flowllm_kit.flow.starts import types_only_starts, uniform_starts
 from flowllm_kit.flow.statistics import FlowStatistics
 from flowllm_kit.flow.train import FlowPair, FlowTrainer, fit_statistics
 
@@ -64,7 +64,6 @@ __all__ = [
     "flow_matching_loss",
     "uniform_starts",
     "fully_connected_graph",
-    "llm_starts",
     "types_only_starts",
     "load_network",
     "network_preset",

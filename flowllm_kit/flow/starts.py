@@ -1,13 +1,14 @@
-"""Start crystals of the flows: the LLM's parsed samples (FlowLLM), uniform draws (FlowMM), the
-LLM's atom types with uniform geometry (FlowLLM-Types).
+"""Start crystals of the flows that come from a base distribution: uniform draws with the atom
+types of training crystals (FlowMM), the LLM's atom types with uniform geometry
+(FlowLLM-Types). FlowLLM starts at the LLM's own crystals (:func:`flowllm_kit.llm.llm_starts`).
 
-Shared by notebook 06 and ``python -m flowllm_kit sample``.
+:func:`flowllm_kit.stages.flow_starts` puts them together for notebook 06 and
+``python -m flowllm_kit sample``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -15,25 +16,7 @@ import torch
 from flowllm_kit.crystal import Crystal, CrystalBatch
 from flowllm_kit.flow.base import TypesOnlyBase, UniformBase
 
-__all__ = ["uniform_starts", "llm_starts", "types_only_starts"]
-
-
-def llm_starts(samples_path: str | Path, *, n: int | None = None) -> list[Crystal]:
-    """The crystals the LLM's parser kept, in draw order, as FlowLLM's start crystals.
-
-    Args:
-        samples_path: An LLM samples file (``llm_samples.jsonl``, see
-            :func:`flowllm_kit.llm.read_samples`); rejected draws are skipped.
-        n: At most this many crystals (None: all).
-
-    Returns:
-        The crystals, with ids ``llm-<draw>`` (empty when the file has none or is missing).
-    """
-    from flowllm_kit.crystal.io import crystal_from_dict
-    from flowllm_kit.llm import read_samples
-
-    kept = [r for r in read_samples(samples_path) if r["reason"] is None][:n]
-    return [crystal_from_dict(r["crystal"], id=f"llm-{r['draw']}") for r in kept]
+__all__ = ["types_only_starts", "uniform_starts"]
 
 
 def uniform_starts(targets: Sequence[Crystal], *, count: int, seed: int = 0) -> list[Crystal]:
@@ -65,7 +48,7 @@ def types_only_starts(
     """FlowLLM-Types' start crystals: each LLM crystal's atom types and counts, uniform geometry.
 
     Args:
-        llm_crystals: The LLM's parsed crystals (see :func:`llm_starts`).
+        llm_crystals: The LLM's parsed crystals (see :func:`flowllm_kit.llm.llm_starts`).
         base: The base FlowLLM-Types was trained with (:class:`TypesOnlyBase` fitted to the
             training targets); it draws the lattice and the positions.
         seed: Seed of the base draws.

@@ -16,6 +16,7 @@ Importing this package does not import transformers or peft; the functions do.
 
 from __future__ import annotations
 
+from flowllm_kit.llm.agreement import CompositionAgreement, composition_agreement
 from flowllm_kit.llm.config import (
     LLM_PRESETS,
     SCRATCH_PRESETS,
@@ -34,6 +35,7 @@ from flowllm_kit.llm.crystal_lists import (
     read_crystal_lists,
     write_crystal_lists,
 )
+from flowllm_kit.llm.draws import LLMDraw, judge, llm_starts, read_draws
 from flowllm_kit.llm.finetune import FinetuneResult, TextDataset, finetune, render_training_text
 from flowllm_kit.llm.model import (
     build_model,
@@ -46,11 +48,8 @@ from flowllm_kit.llm.model import (
 from flowllm_kit.llm.pairs import PairSet, align_atoms, build_pairs
 from flowllm_kit.llm.sample import (
     DRAWS_PER_CRYSTAL,
-    CompositionAgreement,
     SampleResult,
-    composition_agreement,
     generate_texts,
-    read_samples,
     sample_crystals,
 )
 
@@ -64,6 +63,7 @@ __all__ = [
     "FinetuneConfig",
     "FinetuneResult",
     "LLMConfig",
+    "LLMDraw",
     "LoRAConfig",
     "PairConfig",
     "PairSet",
@@ -79,12 +79,14 @@ __all__ = [
     "count_parameters",
     "finetune",
     "generate_texts",
+    "judge",
+    "llm_starts",
     "llm_preset",
     "load_model",
     "merge_lora",
     "pretrained_model",
     "read_crystal_lists",
-    "read_samples",
+    "read_draws",
     "render_training_text",
     "sample_crystals",
     "scratch_model",

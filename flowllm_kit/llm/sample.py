@@ -27,19 +27,17 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from flowllm_kit.crystal import Crystal
-from flowllm_kit.crystal.io import append_jsonl, crystal_from_dict, crystal_to_dict, read_jsonl
+from flowllm_kit.crystal.io import append_jsonl
 from flowllm_kit.llm.config import SamplingConfig
+from flowllm_kit.llm.draws import Accept, LLMDraw, judge, read_draws
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 __all__ = [
     "DRAWS_PER_CRYSTAL",
-    "CompositionAgreement",
     "SampleResult",
-    "composition_agreement",
     "generate_texts",
-    "read_samples",
     "sample_crystals",
 ]
 
@@ -49,8 +47,6 @@ DRAWS_PER_CRYSTAL = 20
 
 Prompts = str | Sequence[str] | Callable[[int], str]
 """One prompt for every draw, a list cycled through, or draw index -> prompt."""
-Accept = Callable[[Crystal, int], str | None]
-"""(crystal, draw index) -> ``None`` to keep it, or the reason to reject it."""
 
 
 @torch.inference_mode()
@@ -132,18 +128,6 @@ def _prompt_function(prompts: Prompts) -> Callable[[int], str]:
     return lambda draw: prompts[draw % len(prompts)]
 
 
-def read_samples(path: str | Path) -> list[dict[str, Any]]:
-    """All draw records of a samples file, in draw order.
-
-    Each record has ``draw`` (index), ``text`` (``None`` if truncated), ``reason`` (``None``
-    for a kept crystal) and, for kept crystals, ``crystal`` (see
-    :func:`flowllm_kit.crystal.io.crystal_to_dict`). A last line cut short by an interruption
-    is dropped from the file. (With continuous batching draws are written as they end, not in
-    draw order; they are sorted here.)
-    """
-    return sorted(read_jsonl(path), key=lambda record: record["draw"])
-
-
 @dataclass
 class SampleResult:
     """Crystals drawn by :func:`sample_crystals` and how the drawing went."""
@@ -175,45 +159,6 @@ class SampleResult:
         return new / self.seconds if self.seconds else 0.0
 
 
-@dataclass(frozen=True)
-class CompositionAgreement:
-    """How far formula-conditioned samples follow their prompts, three ways, strictest first."""
-
-    exact: float  # share with the target's atoms per element (what a FlowLLM pair needs)
-    reduced: float  # share with the target's reduced formula (what the prompt states)
-    elements: float  # share with the target's set of elements, whatever the counts
-    count: int  # samples compared
-
-
-def composition_agreement(
-    written: Sequence[Crystal], requested: Sequence[Crystal]
-) -> CompositionAgreement:
-    """Compare each written crystal's composition with the one its prompt asked for.
-
-    The prompt gives the reduced formula only, so a sample can state it with another number of
-    formula units than the target has: ``reduced`` counts it, ``exact`` does not.
-
-    Args:
-        written: The samples.
-        requested: The crystal whose formula prompted each sample, in the same order.
-
-    Raises:
-        ValueError: If the two sequences differ in length or are empty.
-    """
-    if len(written) != len(requested) or not written:
-        raise ValueError(
-            f"need as many requested crystals as written ones, at least one; got "
-            f"{len(written)} written and {len(requested)} requested"
-        )
-    pairs = list(zip(written, requested, strict=True))
-    return CompositionAgreement(
-        exact=sum(w.composition == r.composition for w, r in pairs) / len(pairs),
-        reduced=sum(w.formula == r.formula for w, r in pairs) / len(pairs),
-        elements=sum(set(w.composition) == set(r.composition) for w, r in pairs) / len(pairs),
-        count=len(pairs),
-    )
-
-
 def _check_finite(model: PreTrainedModel) -> None:
     """Raise if a floating-point weight of ``model`` holds NaN or infinity."""
     for name, parameter in model.named_parameters():
@@ -223,23 +168,6 @@ def _check_finite(model: PreTrainedModel) -> None:
                 f"sampled: its training diverged (try a lower learning rate, or an earlier "
                 f"checkpoint of the run)"
             )
-
-
-def _judge(text: str | None, draw: int, accept: Accept | None, decode: Callable) -> dict:
-    from flowllm_kit.text import ParseError
-
-    record: dict[str, Any] = {"draw": draw, "text": text, "reason": "truncated"}
-    if text is None:
-        return record
-    try:
-        crystal = decode(text)
-    except ParseError as error:
-        record["reason"] = error.reason
-        return record
-    record["reason"] = accept(crystal, draw) if accept is not None else None
-    if record["reason"] is None:
-        record["crystal"] = crystal_to_dict(crystal)
-    return record
 
 
 def sample_crystals(
@@ -298,19 +226,17 @@ def sample_crystals(
     max_draws = DRAWS_PER_CRYSTAL * num_crystals if max_draws is None else max_draws
     prompt_of = _prompt_function(prompts if prompts is not None else text.generation_prompt())
     decode = decode or text.decode
-    records = read_samples(path) if path is not None else []
+    records = read_draws(path) if path is not None else []
     result = SampleResult(crystals=[], texts=[], draws=[], num_resumed=len(records))
 
-    def take(record: dict[str, Any]) -> None:
+    def take(record: LLMDraw) -> None:
         result.num_draws += 1
-        if record["reason"] is not None:
-            result.rejections[record["reason"]] += 1
-        elif len(result.crystals) < num_crystals:
-            result.crystals.append(
-                crystal_from_dict(record["crystal"], id=f"draw-{record['draw']}")
-            )
-            result.texts.append(record["text"])
-            result.draws.append(record["draw"])
+        if record.reason is not None:
+            result.rejections[record.reason] += 1
+        elif len(result.crystals) < num_crystals and record.crystal is not None:
+            result.crystals.append(record.crystal)
+            result.texts.append(record.text)
+            result.draws.append(record.draw)
 
     from flowllm_kit.llm.stream import supports_streaming
 
@@ -353,9 +279,12 @@ def sample_crystals(
             result.generate_seconds += time.perf_counter() - tick
             result.num_tokens += num_tokens
             kept = len(result.crystals)
-            records = [_judge(sample, first + i, accept, decode) for i, sample in enumerate(texts)]
+            records = [
+                judge(sample, first + i, decode=decode, accept=accept)
+                for i, sample in enumerate(texts)
+            ]
             if path is not None:
-                append_jsonl(records, path)
+                append_jsonl([record.to_dict() for record in records], path)
             for record in records:
                 take(record)
             bar.update(len(result.crystals) - kept)
@@ -370,7 +299,7 @@ def _draw_continuously(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     result: SampleResult,
-    records: list[dict[str, Any]],
+    records: list[LLMDraw],
     *,
     num_crystals: int,
     prompt_of: Callable[[int], str],
@@ -382,7 +311,7 @@ def _draw_continuously(
     decode: Callable,
     progress_bar: bool,
     desc: str,
-) -> list[dict[str, Any]]:
+) -> list[LLMDraw]:
     """The draws of :func:`sample_crystals` with continuous batching
     (:mod:`flowllm_kit.llm.stream`): the resumed ``records`` and the new ones, in draw order.
 
@@ -396,10 +325,10 @@ def _draw_continuously(
     from flowllm_kit.llm.stream import stream_generate
     from flowllm_kit.progress import progress_bar as bar_of
 
-    done = {record["draw"]: record for record in records}
+    done = {record.draw: record for record in records}
     redo = sorted(set(range(max(done, default=-1) + 1)) - set(done))
     upcoming = iter([*redo, *range(max(done, default=-1) + 1, max_draws)])
-    kept = {draw for draw, record in done.items() if record["reason"] is None}
+    kept = {draw for draw, record in done.items() if record.kept}
     in_flight = 0
 
     def acceptance() -> float:
@@ -427,12 +356,12 @@ def _draw_continuously(
             model, tokenizer, next_prompt, config=config, seed=base_seed
         ):
             in_flight -= 1
-            record = _judge(finished.text, finished.draw, accept, decode)
+            record = judge(finished.text, finished.draw, decode=decode, accept=accept)
             if path is not None:
-                append_jsonl([record], path)
+                append_jsonl([record.to_dict()], path)
             done[finished.draw] = record
             result.num_tokens += finished.num_tokens
-            if record["reason"] is None:
+            if record.kept:
                 kept.add(finished.draw)
                 bar.update(1 if len(kept) <= num_crystals else 0)
             bar.set_postfix(rejected=len(done) - len(kept))

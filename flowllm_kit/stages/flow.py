@@ -37,13 +37,13 @@ from flowllm_kit.flow import (
     TypesOnlyBase,
     UniformBase,
     VelocityNetwork,
-    llm_starts,
     load_network,
     sample_in_chunks,
     types_only_starts,
     uniform_starts,
 )
 from flowllm_kit.flow.refinement import default_denoise_pairs, denoising_pairs
+from flowllm_kit.llm.draws import llm_starts
 from flowllm_kit.llm.pairs import PairSet
 from flowllm_kit.presets import get_preset
 from flowllm_kit.run import RunFolder, RunFolderError

@@ -31,6 +31,7 @@ import numpy as np
 
 from flowllm_kit.crystal import Crystal
 from flowllm_kit.crystal.io import crystal_from_dict, read_jsonl
+from flowllm_kit.llm.draws import LLMDraw, read_draws
 from flowllm_kit.run import RunFolder, RunFolderError
 
 if TYPE_CHECKING:
@@ -102,13 +103,13 @@ class RunView:
         folder: The run folder.
         systems: System name -> its samples, only systems with at least one crystal, in the
             order of :data:`SYSTEMS`.
-        llm_draws: Draw number -> record of ``llm_samples.jsonl`` (``text``, ``reason`` and,
-            for parsed draws, ``crystal``); empty without that file.
+        llm_draws: Draw number -> its record in ``llm_samples.jsonl``; empty without that
+            file.
     """
 
     folder: Path
     systems: Mapping[SystemName, SystemSamples]
-    llm_draws: Mapping[int, Mapping[str, Any]]
+    llm_draws: Mapping[int, LLMDraw]
 
     def system(self, name: str) -> SystemSamples:
         """The samples of system ``name``.
@@ -238,23 +239,19 @@ def load_run(run_dir: str | Path) -> RunView:
             f"none of {wanted} (nor trajectory_<system>.npz); run notebook 06 or "
             f"`python -m flowllm_kit sample --run-dir {folder}` first"
         )
-    draws = {
-        int(r["draw"]): r
-        for r in read_jsonl(RunFolder(folder).llm_samples, repair=False)
-        if "draw" in r
-    }
+    draws = {d.draw: d for d in read_draws(RunFolder(folder).llm_samples, repair=False)}
     return RunView(folder=folder, systems=systems, llm_draws=draws)
 
 
-def _llm_draw(run: RunView, system: str, index: int) -> Mapping[str, Any] | None:
+def _llm_draw(run: RunView, system: str, index: int) -> LLMDraw | None:
     """The LLM draw that FlowLLM or FlowLLM-Types crystal ``index`` started from."""
     if system not in ("flowllm", "flowllm_types") or not run.llm_draws:
         return None
     crystal = run.system(system).crystals[index]
     if crystal.id and (found := _DRAW_IN_ID.search(crystal.id)):
         return run.llm_draws.get(int(found.group(1)))
-    # Without ids: the flows start from the parsed draws in draw order (flow.llm_starts).
-    parsed = [r for _, r in sorted(run.llm_draws.items()) if r.get("crystal") is not None]
+    # Without ids: the flows start from the parsed draws in draw order (llm.llm_starts).
+    parsed = [d for _, d in sorted(run.llm_draws.items()) if d.crystal is not None]
     return parsed[index] if index < len(parsed) else None
 
 
@@ -282,9 +279,8 @@ def crystal_frames(run: RunView, system: str, index: int) -> list[Frame]:
     if index < samples.num_recorded:
         return _trajectory_crystal(samples.trajectory, index)
     draw = _llm_draw(run, system, index) if system == "flowllm" else None
-    if draw is not None:
-        start = crystal_from_dict(draw["crystal"], id=final.id)
-        return [Frame(0, 0.0, start), Frame(1, 1.0, final)]
+    if draw is not None and draw.crystal is not None:
+        return [Frame(0, 0.0, draw.crystal.replace(id=final.id)), Frame(1, 1.0, final)]
     return [Frame(0, 1.0, final)]
 
 
@@ -323,11 +319,10 @@ def crystal_text(run: RunView, system: str, index: int) -> CrystalText | None:
 
     draw = _llm_draw(run, system, index)
     kept = " (FlowLLM-Types keeps only its atom types)" if system == "flowllm_types" else ""
-    if draw is not None and draw.get("text"):
-        return CrystalText(draw["text"], f"LLM draw {draw['draw']}, as generated{kept}")
-    if draw is not None and draw.get("crystal") is not None:
-        start = crystal_from_dict(draw["crystal"])
-        return CrystalText(text.encode(start), f"LLM draw {draw['draw']}, re-encoded{kept}")
+    if draw is not None and draw.text:
+        return CrystalText(draw.text, f"LLM draw {draw.draw}, as generated{kept}")
+    if draw is not None and draw.crystal is not None:
+        return CrystalText(text.encode(draw.crystal), f"LLM draw {draw.draw}, re-encoded{kept}")
     if system == "flowllm":
         start = crystal_frames(run, system, index)[0]
         if start.time == 0.0:

@@ -1,4 +1,5 @@
-"""Figures: 3D unit cells, torus paths, dataset distributions, flow trajectories (plotly)."""
+"""Figures: 3D unit cells, torus paths, dataset distributions, flow trajectories, training
+curves, systems side by side (plotly)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,10 @@ from flowllm_kit.viz.compare import closeness_figure, e_hull_figure
 from flowllm_kit.viz.distributions import crystal_table, distribution_figure
 from flowllm_kit.viz.structure import unit_cell_figure
 from flowllm_kit.viz.torus import torus_path_figure
+from flowllm_kit.viz.training import loss_curves_figure
 from flowllm_kit.viz.trajectory import (
     CrystalPath,
     crystal_path,
-    loss_curves_figure,
     trajectory_animation,
     trajectory_figure,
 )

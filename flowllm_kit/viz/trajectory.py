@@ -1,5 +1,5 @@
-"""Figures of the flow stage: one crystal's ODE trajectory (an animation over flow time and
-per-atom / lattice curves) and training loss curves (plotly).
+"""Figures of one crystal's ODE trajectory: an animation over flow time, and per-atom and
+lattice curves (plotly).
 
 Example::
 
@@ -10,16 +10,13 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import plotly.graph_objects as go
 import torch
 from ase.data import chemical_symbols
-from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from flowllm_kit.geometry import lattice, torus
@@ -31,7 +28,6 @@ if TYPE_CHECKING:
 __all__ = [
     "CrystalPath",
     "crystal_path",
-    "loss_curves_figure",
     "trajectory_animation",
     "trajectory_figure",
 ]
@@ -253,58 +249,4 @@ def trajectory_figure(
     figure.update_xaxes(title_text="flow time t", range=[0, 1])
     label = trajectory.template.ids[index] or f"crystal {index}"
     figure.update_layout(title=title or f"{label}: trajectory", height=380)
-    return figure
-
-
-def loss_curves_figure(
-    histories: Mapping[str, Sequence[Mapping[str, float]]],
-    *,
-    smooth: int = 20,
-    log_y: bool = True,
-    title: str = "Flow-matching loss",
-) -> go.Figure:
-    """Training loss (running mean) and validation loss of several runs, one colour each.
-
-    Args:
-        histories: Run name -> :attr:`flowllm_kit.flow.FlowTrainer.history` (records with
-            ``step``, ``loss`` and, every ``val_every`` steps, ``val_loss``).
-        smooth: Window of the running mean over training steps (1: raw).
-        log_y: Logarithmic loss axis.
-        title: Figure title.
-
-    Returns:
-        Solid lines: training loss; dashed lines with markers: validation loss (EMA weights).
-    """
-    figure = go.Figure()
-    colors = qualitative.Plotly
-    for k, (name, history) in enumerate(histories.items()):
-        table = pd.DataFrame(list(history))
-        color = colors[k % len(colors)]
-        train = table["loss"].rolling(max(smooth, 1), min_periods=1).mean()
-        figure.add_trace(
-            go.Scatter(
-                x=table["step"] + 1,
-                y=train,
-                mode="lines",
-                name=f"{name} train",
-                line={"color": color},
-            )
-        )
-        if "val_loss" in table:
-            val = table.dropna(subset=["val_loss"])
-            figure.add_trace(
-                go.Scatter(
-                    x=val["step"] + 1,
-                    y=val["val_loss"],
-                    mode="lines+markers",
-                    name=f"{name} validation",
-                    line={"color": color, "dash": "dash"},
-                )
-            )
-    figure.update_layout(
-        title=title,
-        xaxis_title="optimizer step",
-        yaxis_title="loss",
-        yaxis_type="log" if log_y else "linear",
-    )
     return figure

@@ -157,10 +157,10 @@ def test_smoke_chain_end_to_end(data_root: Path, tmp_path: Path) -> None:
         assert state["step"] == 3
     assert run("sample", *common, "--num-steps", "2", "--anti-annealing-scale", "5") == 0
     from flowllm_kit.crystal import read_crystals
-    from flowllm_kit.llm import read_samples
+    from flowllm_kit.llm import read_draws
 
-    records = read_samples(tmp_path / "llm_samples.jsonl")
-    kept = [f"llm-{r['draw']}" for r in records if r["reason"] is None]
+    records = read_draws(tmp_path / "llm_samples.jsonl")
+    kept = [f"llm-{r.draw}" for r in records if r.kept]
     refined = read_crystals(tmp_path / "samples" / "flowllm.jsonl")
     assert [c.id for c in refined] == kept and len(kept) >= 2
     assert len(read_crystals(tmp_path / "samples" / "flowmm.jsonl")) == len(refined)

@@ -7,7 +7,8 @@ import json
 import numpy as np
 
 from flowllm_kit.crystal.io import crystal_to_dict
-from flowllm_kit.flow import TypesOnlyBase, llm_starts, types_only_starts, uniform_starts
+from flowllm_kit.flow import TypesOnlyBase, types_only_starts, uniform_starts
+from flowllm_kit.llm import llm_starts
 
 
 def test_llm_starts_are_the_kept_draws_in_order(make_crystals, tmp_path):

@@ -11,7 +11,7 @@ import pytest
 
 from flowllm_kit import text
 from flowllm_kit.crystal import Crystal
-from flowllm_kit.llm import PairConfig, PairSet, align_atoms, build_pairs, read_samples
+from flowllm_kit.llm import PairConfig, PairSet, align_atoms, build_pairs, read_draws
 from flowllm_kit.llm.pairs import squared_torus_distances
 
 
@@ -144,12 +144,12 @@ def test_build_pairs_keeps_matching_compositions_aligned_and_resumes(
     assert len(set(pairs.target_indices.tolist())) > 1  # targets drawn with replacement
 
     # More pairs later: the samples file is read back and drawing continues after it.
-    drawn = len(read_samples(tmp_path / "pair_samples.jsonl"))
+    drawn = len(read_draws(tmp_path / "pair_samples.jsonl"))
     more = build_pairs(
         scripted_model(_oracle(small_crystals, seed=1)[0]), tokenizer, small_crystals,
         run_dir=tmp_path, config=PairConfig(num_pairs=12), batch_size=4, progress_bar=False,
     )  # fmt: skip
     assert len(more.c0) == 12
     assert more.target_indices[:8].tolist() == pairs.target_indices.tolist()
-    assert len(read_samples(tmp_path / "pair_samples.jsonl")) > drawn
+    assert len(read_draws(tmp_path / "pair_samples.jsonl")) > drawn
     assert len(PairSet.load(tmp_path / "pairs.npz").c0) == 12

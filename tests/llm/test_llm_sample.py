@@ -16,7 +16,7 @@ from flowllm_kit.llm import (
     SamplingConfig,
     composition_agreement,
     generate_texts,
-    read_samples,
+    read_draws,
     sample_crystals,
 )
 
@@ -98,7 +98,7 @@ def test_interrupted_run_resumes_and_loses_nothing(
         sample_crystals(
             model, tokenizer, num_crystals=12, path=path, config=SMALL, progress_bar=False
         )
-    assert len(read_samples(path)) == 8  # two whole batches were written
+    assert len(read_draws(path)) == 8  # two whole batches were written
     with path.open("a") as handle:  # and a write cut short by the interruption
         handle.write('{"draw": 8, "text": "3.9')
 
@@ -116,8 +116,8 @@ def test_interrupted_run_resumes_and_loses_nothing(
     assert resumed.num_resumed == 8 and resumed_model.num_prompts == 8
     assert resumed.texts == uninterrupted.texts
     assert resumed.rejections == uninterrupted.rejections
-    records = read_samples(path)
-    assert [r["draw"] for r in records] == list(range(16))
+    records = read_draws(path)
+    assert [r.draw for r in records] == list(range(16))
     assert all(json.loads(line) for line in path.read_text().splitlines())
     # A finished run read back draws nothing more.
     again = scripted_model(lambda prompt: pytest.fail("should not generate"))

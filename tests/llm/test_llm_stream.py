@@ -206,8 +206,8 @@ def test_continuous_sample_crystals_resumes_to_the_same_draws(
 
     whole = draw("whole.jsonl")
     assert len(whole.crystals) == 10 and whole.draws == sorted(whole.draws)
-    records = llm.read_samples(tmp_path / "whole.jsonl")
-    assert sorted(r["draw"] for r in records) == list(range(whole.num_draws))
+    records = llm.read_draws(tmp_path / "whole.jsonl")
+    assert [r.draw for r in records] == list(range(whole.num_draws))
 
     calls = 0
 
@@ -220,7 +220,7 @@ def test_continuous_sample_crystals_resumes_to_the_same_draws(
 
     with pytest.raises(KeyboardInterrupt):
         draw("broken.jsonl", accept=interrupt)
-    partial = llm.read_samples(tmp_path / "broken.jsonl")
+    partial = llm.read_draws(tmp_path / "broken.jsonl")
     assert 0 < len(partial) < whole.num_draws
     resumed = draw("broken.jsonl")
     assert resumed.draws == whole.draws

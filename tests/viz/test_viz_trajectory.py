@@ -9,9 +9,9 @@ import torch
 
 from flowllm_kit.crystal import Crystal, CrystalBatch
 from flowllm_kit.flow import SamplerConfig, sample
+from flowllm_kit.viz.training import loss_curves_figure
 from flowllm_kit.viz.trajectory import (
     crystal_path,
-    loss_curves_figure,
     trajectory_animation,
     trajectory_figure,
 )
