@@ -33,9 +33,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from flowllm_kit.crystal import Crystal, CrystalBatch
 from flowllm_kit.flow import (
+    FlowSamplerConfig,
     FlowTrainer,
     PairedBase,
-    SamplerConfig,
     TrainConfig,
     VelocityNetwork,
     fully_connected_graph,
@@ -248,7 +248,7 @@ def main() -> None:
         batch = random_batch(counts, BATCH[name], seed=1)
         precisions = ("float32", "bfloat16") if name == "paper" else ("float32",)
         for precision in precisions:
-            config = SamplerConfig(num_steps=5, precision=precision)
+            config = FlowSamplerConfig(num_steps=5, precision=precision)
             per_step = timed(partial(sample, net, batch, config=config), repeats=1) / 5
             lines.append(
                 f"| {name} | {precision} | {len(batch)} | {per_step:.3f} | "
@@ -256,8 +256,8 @@ def main() -> None:
             )
     net = VelocityNetwork.from_preset("paper")
     batch = random_batch(counts, 32, seed=2)
-    full = sample(net, batch, config=SamplerConfig(num_steps=20)).crystals
-    low = sample(net, batch, config=SamplerConfig(num_steps=20, precision="bfloat16")).crystals
+    full = sample(net, batch, config=FlowSamplerConfig(num_steps=20)).crystals
+    low = sample(net, batch, config=FlowSamplerConfig(num_steps=20, precision="bfloat16")).crystals
     gap = torus.logmap(full.frac_coords, low.frac_coords).abs()
     moved = torus.logmap(batch.frac_coords, full.frac_coords).abs().mean()
     lines += [

@@ -120,9 +120,9 @@ def flow_part(args: argparse.Namespace) -> None:
     from bench_flow import bf16_forward, count_flops, random_crystals, reference_style_forward
 
     from flowllm_kit.flow import (
+        FlowSamplerConfig,
         FlowTrainer,
         PairedBase,
-        SamplerConfig,
         TrainConfig,
         VelocityNetwork,
         sample_in_chunks,
@@ -238,7 +238,7 @@ def flow_part(args: argparse.Namespace) -> None:
     runs = [("bfloat16", False, total), ("bfloat16", False, total // 4), ("float32", True, total)]
     for precision, tf32, chunk in runs:
         torch.backends.cuda.matmul.allow_tf32 = tf32
-        config = SamplerConfig(num_steps=steps, precision=precision)
+        config = FlowSamplerConfig(num_steps=steps, precision=precision)
         # Warm up kernels and the allocator on a short solve first.
         list(
             sample_in_chunks(
@@ -413,7 +413,7 @@ def llm_train_part(args: argparse.Namespace) -> None:
         f"{result.eval_loss:.3f} (256 MP-20 test crystals)",
     ]
     write(args.out, "llm_train", lines, numbers)  # each measurement is kept as it lands
-    sampling = llm.SamplingConfig(batch_size=256, max_new_tokens=448)
+    sampling = llm.LLMSamplingConfig(batch_size=256, max_new_tokens=448)
 
     targets = held_out[:256] if not args.tiny else held_out[:16]
     prompts = [text.formula_prompt(c) for c in targets]
@@ -520,7 +520,7 @@ def llm_speed_part(args: argparse.Namespace) -> None:
     model = llm.scratch_model(tokenizer, config="demo", seed=0).eval()
     model = mask_end_of_sequence(model, tokenizer).to(device)  # no row ever ends early
     new_tokens = 16 if args.tiny else 128
-    config = llm.SamplingConfig(max_new_tokens=new_tokens)
+    config = llm.LLMSamplingConfig(max_new_tokens=new_tokens)
     prompt = text.generation_prompt()
     lines = [
         "## LLM sampling speed on the GPU (demo-sized model, random weights)",

@@ -13,7 +13,7 @@ text + end of sequence).
 With ``--model <run>/llm/model`` the script also draws real crystals from a trained model with
 :func:`flowllm_kit.llm.sample_crystals` at each batch size, in batches (dynamic cache, as a
 plain ``generate`` call; static cache, the kit's default) and with continuous batching
-(``SamplingConfig(continuous=True)``), and reports measured crystals/s.
+(``LLMSamplingConfig(continuous=True)``), and reports measured crystals/s.
 
 Usage::
 
@@ -89,7 +89,7 @@ def main() -> None:
     model = mask_end_of_sequence(model, tokenizer)
     tokens_per_crystal = mean_completion_tokens(tokenizer)
     prompt = text.generation_prompt()
-    config = llm.SamplingConfig(max_new_tokens=args.new_tokens)
+    config = llm.LLMSamplingConfig(max_new_tokens=args.new_tokens)
     print(f"# demo model: {llm.count_parameters(model):,} parameters, {platform.processor()}")
     print(f"# {args.threads} threads, {args.new_tokens} new tokens per row, "
           f"MP-20 completion: {tokens_per_crystal:.0f} tokens on average")  # fmt: skip
@@ -132,7 +132,7 @@ def main() -> None:
         sampling = (
             llm.LLMConfig.from_dict(json.loads(run_config.read_text())).sampling
             if run_config.is_file()
-            else llm.SamplingConfig()
+            else llm.LLMSamplingConfig()
         )
         print(f"\nsampling settings: {sampling}")
         print(f"\ntrained model {args.model}, {args.num_crystals} crystals per run:\n")

@@ -129,7 +129,7 @@ def evaluate(args: argparse.Namespace) -> None:
                 row[key] = element_losses(model, tokenizer, crystals, conditioned=conditioned)
             prompts = [text.formula_prompt(c) for c in crystals]
             for temperature, top_p in ((0.9, 0.95), (0.7, 0.9)):
-                config = llm.SamplingConfig(
+                config = llm.LLMSamplingConfig(
                     temperature=temperature, top_p=top_p, batch_size=32, continuous=True
                 )
                 result = llm.sample_crystals(

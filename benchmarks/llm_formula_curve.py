@@ -45,7 +45,7 @@ MILESTONES = (500, 1000, 2000, 3000, 4000, 6000, 8000, 12000, 16000, 24000, 3200
 def evaluate(model, tokenizer, targets, *, tiny: bool) -> dict:  # noqa: ANN001
     """Composition agreement of formula-prompted answers and the unconditional parse rate."""
     model.eval()
-    config = llm.SamplingConfig(
+    config = llm.LLMSamplingConfig(
         temperature=0.7, top_p=0.9, batch_size=128, max_new_tokens=64 if tiny else 448,
         cache="dynamic",
     )  # fmt: skip

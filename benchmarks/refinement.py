@@ -34,9 +34,9 @@ import torch
 
 from flowllm_kit.data import load_dataset
 from flowllm_kit.flow import (
+    FlowSamplerConfig,
     LossConfig,
     NetworkConfig,
-    SamplerConfig,
     VelocityNetwork,
     network_preset,
     reference_loss,
@@ -176,7 +176,7 @@ def run_variant(name, steps, train, targets, corruption, args) -> dict:
         config=config,
         num_pairs=args.train_pairs,
         corruption=corruption,
-        sampler=SamplerConfig(method="euler", num_steps=args.ode_steps),
+        sampler=FlowSamplerConfig(method="euler", num_steps=args.ode_steps),
         seed=args.seed,
     )
     history = run.trainer.history[-100:]

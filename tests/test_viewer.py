@@ -29,7 +29,7 @@ from flowllm_kit.cli import main as cli_main
 from flowllm_kit.crystal import Crystal, CrystalBatch, write_crystals
 from flowllm_kit.crystal.io import append_jsonl, crystal_to_dict
 from flowllm_kit.evaluate import Report
-from flowllm_kit.flow import SamplerConfig, sample
+from flowllm_kit.flow import FlowSamplerConfig, sample
 from flowllm_kit.geometry import torus
 from flowllm_kit.text import encode
 from flowllm_kit.viewer import (
@@ -91,10 +91,10 @@ def run_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
         kept(3, starts[2], None),  # a draw stored without its text
     ]
     append_jsonl(draws, run / "llm_samples.jsonl")
-    config = SamplerConfig(num_steps=NUM_STEPS)
+    config = FlowSamplerConfig(num_steps=NUM_STEPS)
     finals = sample(ConstantField(), CrystalBatch.from_crystals(starts), config=config).crystals
     write_crystals(finals.to_crystals(), run / "samples" / "flowllm.jsonl")
-    recorded = SamplerConfig(num_steps=NUM_STEPS, record_every=1)
+    recorded = FlowSamplerConfig(num_steps=NUM_STEPS, record_every=1)
     batch = CrystalBatch.from_crystals(starts[:RECORDED])
     trajectory = sample(ConstantField(), batch, config=recorded).trajectory
     trajectory.save(run / "samples" / "trajectory_flowllm.npz")

@@ -99,7 +99,7 @@ def _sample_options(parser: argparse.ArgumentParser) -> None:
 
 def sample(args: argparse.Namespace) -> None:
     """Integrate the trained flow(s) into samples/<model>.jsonl (notebook 06, section 2)."""
-    from flowllm_kit.flow import SamplerConfig
+    from flowllm_kit.flow import FlowSamplerConfig
     from flowllm_kit.flow.train import resolve_device
     from flowllm_kit.stages import flow_starts, load_flows, sample_flows
 
@@ -112,7 +112,7 @@ def sample(args: argparse.Namespace) -> None:
     if {"flowmm", "flowllm_types"} & set(models):
         require(run.pairs, "pair set", "pairs", args)
     starts = flow_starts(run, models, n=args.n_samples, seed=args.seed)
-    sampler = SamplerConfig(
+    sampler = FlowSamplerConfig(
         method=args.method,
         num_steps=args.num_steps,
         anti_annealing_scale=args.anti_annealing_scale,

@@ -3,12 +3,12 @@ sampler that refines start crystals (from an LLM or a simple base distribution).
 
 Typical use::
 
-    from flowllm_kit.flow import (FlowTrainer, PairedBase, SamplerConfig, VelocityNetwork,
+    from flowllm_kit.flow import (FlowTrainer, PairedBase, FlowSamplerConfig, VelocityNetwork,
                                   sample, train_preset)
 
     net = VelocityNetwork.from_preset("smoke")
     FlowTrainer(net, pairs, base=PairedBase(), config=train_preset("smoke")).fit()
-    refined = sample(net, x_0, config=SamplerConfig(num_steps=50)).crystals
+    refined = sample(net, x_0, config=FlowSamplerConfig(num_steps=50)).crystals
 
 Modules: :mod:`~.config` (dataclasses, presets), :mod:`~.graph` and :mod:`~.layers` (building
 blocks), :mod:`~.network`, :mod:`~.path`, :mod:`~.loss`, :mod:`~.base`, :mod:`~.sampler`,
@@ -21,9 +21,9 @@ from __future__ import annotations
 from flowllm_kit.flow.base import BaseDistribution, PairedBase, TypesOnlyBase, UniformBase
 from flowllm_kit.flow.checkpoint import load_network
 from flowllm_kit.flow.config import (
+    FlowSamplerConfig,
     LossConfig,
     NetworkConfig,
-    SamplerConfig,
     TrainConfig,
     flow_configs,
     network_preset,
@@ -35,7 +35,7 @@ from flowllm_kit.flow.graph import CrystalGraph, fully_connected_graph
 from flowllm_kit.flow.loss import FlowLoss, VelocityField, flow_matching_loss, path_loss
 from flowllm_kit.flow.network import VelocityNetwork
 from flowllm_kit.flow.path import PathSample, sample_path, sample_times
-from flowllm_kit.flow.sampler import SampleResult, Trajectory, sample, sample_in_chunks
+from flowllm_kit.flow.sampler import FlowSamples, Trajectory, sample, sample_in_chunks
 from flowllm_kit.flow.starts import types_only_starts, uniform_starts
 from flowllm_kit.flow.statistics import FlowStatistics
 from flowllm_kit.flow.train import FlowPair, FlowTrainer, fit_statistics
@@ -51,8 +51,8 @@ __all__ = [
     "NetworkConfig",
     "PairedBase",
     "PathSample",
-    "SampleResult",
-    "SamplerConfig",
+    "FlowSamples",
+    "FlowSamplerConfig",
     "TrainConfig",
     "Trajectory",
     "TypesOnlyBase",

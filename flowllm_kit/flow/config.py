@@ -23,7 +23,7 @@ __all__ = [
     "TRAIN_PRESETS",
     "LossConfig",
     "NetworkConfig",
-    "SamplerConfig",
+    "FlowSamplerConfig",
     "TrainConfig",
     "flow_configs",
     "network_preset",
@@ -220,7 +220,7 @@ class LossConfig:
 
 
 @dataclass(frozen=True)
-class SamplerConfig:
+class FlowSamplerConfig:
     """How the ODE is integrated (docs/METHOD.md §8)."""
 
     method: Literal["euler", "midpoint", "rk4", "dopri5"] = "euler"  # torchdiffeq solver

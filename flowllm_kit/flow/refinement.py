@@ -31,7 +31,7 @@ import torch
 
 from flowllm_kit.crystal import Crystal, CrystalBatch
 from flowllm_kit.flow.base import PairedBase
-from flowllm_kit.flow.config import SamplerConfig, TrainConfig
+from flowllm_kit.flow.config import FlowSamplerConfig, TrainConfig
 from flowllm_kit.flow.network import VelocityNetwork
 from flowllm_kit.flow.sampler import sample_in_chunks
 from flowllm_kit.flow.train import FlowTrainer
@@ -262,7 +262,7 @@ def run_refinement(
     config: TrainConfig,
     num_pairs: int = 20_000,
     corruption: Corruption | None = None,
-    sampler: SamplerConfig | None = None,
+    sampler: FlowSamplerConfig | None = None,
     seed: int = 0,
     match: bool = True,
 ) -> RefinementRun:
@@ -285,7 +285,7 @@ def run_refinement(
     begin = time.perf_counter()
     trainer.fit()
     seconds = time.perf_counter() - begin
-    sampler = sampler or SamplerConfig(method="euler", num_steps=50)
+    sampler = sampler or FlowSamplerConfig(method="euler", num_steps=50)
     refined = [c for chunk in sample_in_chunks(trainer.ema, starts, config=sampler) for c in chunk]
     return RefinementRun(
         start=refinement_errors(starts, test_crystals, match=match),

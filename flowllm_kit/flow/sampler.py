@@ -6,7 +6,7 @@ end; lattices move in the unconstrained 6-d space and are mapped back to lengths
 
 Example::
 
-    >>> result = sample(net, x_0, config=SamplerConfig(method="rk4", num_steps=50))
+    >>> result = sample(net, x_0, config=FlowSamplerConfig(method="rk4", num_steps=50))
     >>> result.crystals.to_crystals()
 """
 
@@ -22,12 +22,12 @@ from torch import Tensor
 from torchdiffeq import odeint
 
 from flowllm_kit.crystal import Crystal, CrystalBatch
-from flowllm_kit.flow.config import SamplerConfig
+from flowllm_kit.flow.config import FlowSamplerConfig
 from flowllm_kit.flow.loss import VelocityField
 from flowllm_kit.geometry import lattice, torus
 from flowllm_kit.progress import progress_bar
 
-__all__ = ["SampleResult", "Trajectory", "sample", "sample_in_chunks"]
+__all__ = ["FlowSamples", "Trajectory", "sample", "sample_in_chunks"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -96,7 +96,7 @@ class Trajectory:
 
 
 @dataclass(frozen=True, eq=False)
-class SampleResult:
+class FlowSamples:
     """Output of :func:`sample`.
 
     Attributes:
@@ -110,12 +110,12 @@ class SampleResult:
     num_evaluations: int
 
 
-def _anti_annealing(t: Tensor, config: SamplerConfig) -> Tensor:
+def _anti_annealing(t: Tensor, config: FlowSamplerConfig) -> Tensor:
     """The coordinate speed-up ``1 + s * max(0, t - b)``."""
     return 1.0 + config.anti_annealing_scale * (t - config.anti_annealing_start).clamp(min=0)
 
 
-def _output_times(config: SamplerConfig, grid: Tensor) -> Tensor:
+def _output_times(config: FlowSamplerConfig, grid: Tensor) -> Tensor:
     if config.record_every is None:
         return grid[[0, -1]]
     keep = list(range(0, config.num_steps, config.record_every)) + [config.num_steps]
@@ -124,8 +124,8 @@ def _output_times(config: SamplerConfig, grid: Tensor) -> Tensor:
 
 @torch.no_grad()
 def sample(
-    model: VelocityField, x_0: CrystalBatch, *, config: SamplerConfig | None = None
-) -> SampleResult:
+    model: VelocityField, x_0: CrystalBatch, *, config: FlowSamplerConfig | None = None
+) -> FlowSamples:
     """Integrate ``dc/dt = v(t, c)`` from ``t = 0`` (``x_0``) to ``t = 1``.
 
     Args:
@@ -138,7 +138,7 @@ def sample(
         The generated crystals, the trajectory if requested, and the evaluation count. For
         dopri5 the trajectory is recorded on the same time grid as the fixed-step solvers.
     """
-    config = config or SamplerConfig()
+    config = config or FlowSamplerConfig()
     if isinstance(model, torch.nn.Module):
         model.eval()
     num_crystals = x_0.num_crystals
@@ -185,7 +185,7 @@ def sample(
             template=x_0,
             representation=representation,
         )
-    return SampleResult(crystals=crystals, trajectory=trajectory, num_evaluations=evaluations)
+    return FlowSamples(crystals=crystals, trajectory=trajectory, num_evaluations=evaluations)
 
 
 def sample_in_chunks(
@@ -193,7 +193,7 @@ def sample_in_chunks(
     starts: Sequence[Crystal],
     *,
     batch_size: int = 1024,
-    config: SamplerConfig | None = None,
+    config: FlowSamplerConfig | None = None,
     device: torch.device | str | None = None,
     desc: str = "flow sampling",
     progress: bool = False,

@@ -22,9 +22,9 @@ from flowllm_kit.llm.config import (
     SCRATCH_PRESETS,
     FinetuneConfig,
     LLMConfig,
+    LLMSamplingConfig,
     LoRAConfig,
     PairConfig,
-    SamplingConfig,
     ScratchModelConfig,
     llm_preset,
 )
@@ -48,7 +48,7 @@ from flowllm_kit.llm.model import (
 from flowllm_kit.llm.pairs import PairSet, align_atoms, build_pairs
 from flowllm_kit.llm.sample import (
     DRAWS_PER_CRYSTAL,
-    SampleResult,
+    LLMSamples,
     generate_texts,
     sample_crystals,
 )
@@ -67,8 +67,8 @@ __all__ = [
     "LoRAConfig",
     "PairConfig",
     "PairSet",
-    "SampleResult",
-    "SamplingConfig",
+    "LLMSamples",
+    "LLMSamplingConfig",
     "ScratchModelConfig",
     "TextDataset",
     "CrystalLists",

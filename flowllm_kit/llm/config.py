@@ -30,7 +30,7 @@ __all__ = [
     "LoRAConfig",
     "PairConfig",
     "Quantization",
-    "SamplingConfig",
+    "LLMSamplingConfig",
     "ScratchModelConfig",
     "llm_preset",
 ]
@@ -122,7 +122,7 @@ class FinetuneConfig:
 
 
 @dataclass(frozen=True)
-class SamplingConfig:
+class LLMSamplingConfig:
     """Nucleus sampling from the fine-tuned model (docs/METHOD.md §3)."""
 
     temperature: float = 0.7  # paper's best: 0.7
@@ -173,7 +173,7 @@ class LLMConfig:
     lora: LoRAConfig | None = None  # adapters; None: full fine-tuning (scratch models)
     quantization: Quantization = "none"  # bitsandbytes loading of the pretrained weights
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
-    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    sampling: LLMSamplingConfig = field(default_factory=LLMSamplingConfig)
     pairs: PairConfig = field(default_factory=PairConfig)
 
     def __post_init__(self) -> None:
@@ -202,7 +202,7 @@ class LLMConfig:
             parts["lora"] = LoRAConfig(**lora)
         for name, kind in (
             ("finetune", FinetuneConfig),
-            ("sampling", SamplingConfig),
+            ("sampling", LLMSamplingConfig),
             ("pairs", PairConfig),
         ):
             if name in parts:
@@ -248,7 +248,7 @@ LLM_PRESETS: dict[str, LLMConfig] = {
             max_train_crystals=16,
             max_eval_crystals=32,
         ),
-        sampling=SamplingConfig(batch_size=16, max_new_tokens=448, continuous=True),
+        sampling=LLMSamplingConfig(batch_size=16, max_new_tokens=448, continuous=True),
         pairs=PairConfig(num_pairs=16, max_draws=512),
     ),
     # Demo: 13,000 steps of 16 texts (23 passes over MP-20 val) in random order, the formula in 4
@@ -277,7 +277,7 @@ LLM_PRESETS: dict[str, LLMConfig] = {
         ),
         # The paper's best settings. (The first demo model, 4 blocks trained for 1,500 steps of
         # 16, fell into loops of atoms at them and sampled at tau 0.9, P 0.95 instead.)
-        sampling=SamplingConfig(
+        sampling=LLMSamplingConfig(
             temperature=0.7, top_p=0.9, batch_size=32, max_new_tokens=448, continuous=True
         ),
         # Composition-constrained decoding keeps every parsed draw: the pair set does not then
@@ -290,7 +290,7 @@ LLM_PRESETS: dict[str, LLMConfig] = {
         lora=LoRAConfig(),
         quantization="4bit",
         finetune=FinetuneConfig(epochs=10.0, batch_size=16, learning_rate=5e-4, max_length=1024),
-        sampling=SamplingConfig(batch_size=32, max_new_tokens=1024),
+        sampling=LLMSamplingConfig(batch_size=32, max_new_tokens=1024),
         pairs=PairConfig(num_pairs=3_300_000),
     ),
 }

@@ -29,7 +29,7 @@ from scipy.optimize import linear_sum_assignment
 
 from flowllm_kit.crystal import Crystal
 from flowllm_kit.geometry.torus import logmap
-from flowllm_kit.llm.config import PairConfig, SamplingConfig
+from flowllm_kit.llm.config import LLMSamplingConfig, PairConfig
 from flowllm_kit.llm.sample import sample_crystals
 from flowllm_kit.run import PAIRS_FILE
 
@@ -225,7 +225,7 @@ def build_pairs(
         )
         return None if same else "composition_mismatch"
 
-    sampling = SamplingConfig(
+    sampling = LLMSamplingConfig(
         temperature=config.temperature,
         top_p=config.top_p,
         max_new_tokens=max_new_tokens,

@@ -6,7 +6,7 @@ either kept or counted as rejected under its :class:`~flowllm_kit.text.ParseErro
 (``truncated`` when no end-of-sequence token came within ``max_new_tokens``, or a reason
 returned by the caller's ``accept`` check). Every draw is appended to a JSON lines file as
 soon as it is decoded, so an interrupted run resumes where it stopped. With
-``SamplingConfig(continuous=True)`` the rows of a batch are refilled as their texts end
+``LLMSamplingConfig(continuous=True)`` the rows of a batch are refilled as their texts end
 (:mod:`flowllm_kit.llm.stream`) instead of waiting for the batch's longest text::
 
     result = sample_crystals(model, tokenizer, num_crystals=1000, path="run/samples.jsonl")
@@ -28,7 +28,7 @@ import torch
 
 from flowllm_kit.crystal import Crystal
 from flowllm_kit.crystal.io import append_jsonl
-from flowllm_kit.llm.config import SamplingConfig
+from flowllm_kit.llm.config import LLMSamplingConfig
 from flowllm_kit.llm.draws import Accept, LLMDraw, judge, read_draws
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DRAWS_PER_CRYSTAL",
-    "SampleResult",
+    "LLMSamples",
     "generate_texts",
     "sample_crystals",
 ]
@@ -55,7 +55,7 @@ def generate_texts(
     tokenizer: PreTrainedTokenizerBase,
     prompts: Sequence[str],
     *,
-    config: SamplingConfig = SamplingConfig(),  # noqa: B008 (frozen dataclass)
+    config: LLMSamplingConfig = LLMSamplingConfig(),  # noqa: B008 (frozen dataclass)
     compositions: Sequence[Mapping[str, int]] | None = None,
 ) -> tuple[list[str | None], int]:
     """Complete a batch of prompts in one ``generate`` call.
@@ -129,7 +129,7 @@ def _prompt_function(prompts: Prompts) -> Callable[[int], str]:
 
 
 @dataclass
-class SampleResult:
+class LLMSamples:
     """Crystals drawn by :func:`sample_crystals` and how the drawing went."""
 
     crystals: list[Crystal]  # exactly the number asked for (unless max_draws ran out)
@@ -176,7 +176,7 @@ def sample_crystals(
     *,
     num_crystals: int,
     prompts: Prompts | None = None,
-    config: SamplingConfig = SamplingConfig(),  # noqa: B008 (frozen dataclass)
+    config: LLMSamplingConfig = LLMSamplingConfig(),  # noqa: B008 (frozen dataclass)
     path: str | Path | None = None,
     accept: Accept | None = None,
     max_draws: int | None = None,
@@ -185,7 +185,7 @@ def sample_crystals(
     compositions: Callable[[int], Mapping[str, int]] | None = None,
     progress_bar: bool = True,
     desc: str = "LLM sampling",
-) -> SampleResult:
+) -> LLMSamples:
     """Draw samples until ``num_crystals`` of them are valid crystals.
 
     Args:
@@ -212,7 +212,7 @@ def sample_crystals(
         desc: The bar's label (also on the series runner's terminal).
 
     Returns:
-        A :class:`SampleResult` with the first ``num_crystals`` crystals in draw order.
+        A :class:`LLMSamples` with the first ``num_crystals`` crystals in draw order.
 
     Raises:
         ValueError: If some weight of ``model`` is NaN or infinite (a diverged training run),
@@ -227,7 +227,7 @@ def sample_crystals(
     prompt_of = _prompt_function(prompts if prompts is not None else text.generation_prompt())
     decode = decode or text.decode
     records = read_draws(path) if path is not None else []
-    result = SampleResult(crystals=[], texts=[], draws=[], num_resumed=len(records))
+    result = LLMSamples(crystals=[], texts=[], draws=[], num_resumed=len(records))
 
     def take(record: LLMDraw) -> None:
         result.num_draws += 1
@@ -298,12 +298,12 @@ def sample_crystals(
 def _draw_continuously(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
-    result: SampleResult,
+    result: LLMSamples,
     records: list[LLMDraw],
     *,
     num_crystals: int,
     prompt_of: Callable[[int], str],
-    config: SamplingConfig,
+    config: LLMSamplingConfig,
     path: str | Path | None,
     accept: Accept | None,
     max_draws: int,

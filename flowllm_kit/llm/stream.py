@@ -32,7 +32,7 @@ import torch
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-    from flowllm_kit.llm.config import SamplingConfig
+    from flowllm_kit.llm.config import LLMSamplingConfig
 
 __all__ = ["Finished", "sample_next_tokens", "stream_generate", "supports_streaming"]
 
@@ -226,7 +226,7 @@ def stream_generate(
     tokenizer: PreTrainedTokenizerBase,
     next_prompt: NextPrompt,
     *,
-    config: SamplingConfig,
+    config: LLMSamplingConfig,
     seed: int = 0,
     rows: int | None = None,
     refill_fraction: float = 0.125,
@@ -281,7 +281,7 @@ def _encode(
     items: list[tuple[int, str]],
     *,
     seed: int,
-    config: SamplingConfig,
+    config: LLMSamplingConfig,
 ) -> _Rows:
     """Run the new prompts (left-padded among themselves) and sample their first tokens."""
     batch = tokenizer([p for _, p in items], return_tensors="pt", padding=True, padding_side="left")
@@ -308,7 +308,7 @@ def _encode(
 
 @torch.no_grad()
 def _decode_step(
-    model: PreTrainedModel, flight: _Rows, config: SamplingConfig, step: DecodeStep | None
+    model: PreTrainedModel, flight: _Rows, config: LLMSamplingConfig, step: DecodeStep | None
 ) -> None:
     """Feed every row its last token (through ``step`` if given) and sample the next."""
     flight.mask = torch.cat([flight.mask, flight.mask.new_ones(len(flight), 1)], dim=1)
@@ -491,7 +491,7 @@ def _returned_cache(output: Any) -> Any:
     return cache if cache is not None else output.past_key_values
 
 
-def _sample(logits: torch.Tensor, flight: _Rows, config: SamplingConfig) -> torch.Tensor:
+def _sample(logits: torch.Tensor, flight: _Rows, config: LLMSamplingConfig) -> torch.Tensor:
     """One token per row from the row's own generator; appended to the row's tokens."""
     uniforms = torch.stack([torch.rand((), generator=g) for g in flight.generators])
     tokens = sample_next_tokens(

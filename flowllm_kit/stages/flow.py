@@ -12,7 +12,7 @@ Example::
     >>> network, config = flow_configs("smoke")
     >>> trained = train_flows(run, flow_runs(pairs, val_pairs), network=network, config=config)
     >>> starts = flow_starts(run)
-    >>> samples = sample_flows(run, load_flows(run, starts), starts, sampler=SamplerConfig())
+    >>> samples = sample_flows(run, load_flows(run, starts), starts, sampler=FlowSamplerConfig())
 """
 
 from __future__ import annotations
@@ -29,10 +29,10 @@ from flowllm_kit.crystal import Crystal, write_crystals
 from flowllm_kit.data import load_dataset
 from flowllm_kit.flow import (
     BaseDistribution,
+    FlowSamplerConfig,
     FlowTrainer,
     NetworkConfig,
     PairedBase,
-    SamplerConfig,
     TrainConfig,
     TypesOnlyBase,
     UniformBase,
@@ -265,7 +265,7 @@ def sample_flows(
     networks: dict[str, VelocityNetwork],
     starts: dict[str, list[Crystal]],
     *,
-    sampler: SamplerConfig,
+    sampler: FlowSamplerConfig,
     batch_size: int = 256,
 ) -> dict[str, list[Crystal]]:
     """Integrate each model's start crystals into ``run.samples_file(model)`` (written afresh,

@@ -29,7 +29,7 @@ from flowllm_kit.data import load_dataset
 from flowllm_kit.llm.config import LLMConfig, PairConfig
 from flowllm_kit.llm.crystal_lists import write_crystal_lists
 from flowllm_kit.llm.pairs import PairSet, build_pairs
-from flowllm_kit.llm.sample import DRAWS_PER_CRYSTAL, SampleResult, sample_crystals
+from flowllm_kit.llm.sample import DRAWS_PER_CRYSTAL, LLMSamples, sample_crystals
 from flowllm_kit.presets import get_preset
 from flowllm_kit.run import RunFolder
 
@@ -164,7 +164,7 @@ def sample_llm(
     top_p: float | None = None,
     max_draws: int | None = None,
     seed: int = 0,
-) -> SampleResult:
+) -> LLMSamples:
     """Draw unconditional crystals into ``run.llm_samples`` until ``num_samples`` parse,
     resuming after the draws already there (notebook 04, section 2).
 

@@ -3,7 +3,7 @@ lattice curves (plotly).
 
 Example::
 
-    >>> result = sample(net, x_0, config=SamplerConfig(num_steps=50, record_every=1))
+    >>> result = sample(net, x_0, config=FlowSamplerConfig(num_steps=50, record_every=1))
     >>> trajectory_animation(result.trajectory, 0)  # play button and time slider
     >>> trajectory_figure(result.trajectory, 0)  # displacement, lengths, angles against t
 """

@@ -8,7 +8,13 @@ import pytest
 import torch
 
 from flowllm_kit.crystal import CrystalBatch
-from flowllm_kit.flow import SamplerConfig, Trajectory, VelocityNetwork, sample, sample_in_chunks
+from flowllm_kit.flow import (
+    FlowSamplerConfig,
+    Trajectory,
+    VelocityNetwork,
+    sample,
+    sample_in_chunks,
+)
 from flowllm_kit.geometry import lattice, torus
 
 METHODS = ["euler", "midpoint", "rk4", "dopri5"]
@@ -53,7 +59,7 @@ def _assert_state(result_batch, f_expected, l_expected):
 def test_every_solver_is_exact_on_a_constant_field(method, make_crystals):
     x_0 = _batch(make_crystals)
     field = _Field(x_0)
-    result = sample(field, x_0, config=SamplerConfig(method=method, num_steps=7))
+    result = sample(field, x_0, config=FlowSamplerConfig(method=method, num_steps=7))
     _assert_state(result.crystals, *field.exact(x_0))
 
 
@@ -61,7 +67,7 @@ def test_every_solver_is_exact_on_a_constant_field(method, make_crystals):
 def test_second_order_solvers_are_exact_on_a_field_linear_in_time(method, make_crystals):
     x_0 = _batch(make_crystals)
     field = _Field(x_0, slope=2.0)
-    result = sample(field, x_0, config=SamplerConfig(method=method, num_steps=3))
+    result = sample(field, x_0, config=FlowSamplerConfig(method=method, num_steps=3))
     _assert_state(result.crystals, *field.exact(x_0))
 
 
@@ -69,7 +75,7 @@ def test_euler_has_its_known_error_on_a_field_linear_in_time(make_crystals):
     # Euler sums v at the left ends t_k = k/n: a + b (n - 1) / (2n) instead of a + b / 2.
     x_0, n = _batch(make_crystals), 4
     field = _Field(x_0, slope=2.0)
-    result = sample(field, x_0, config=SamplerConfig(method="euler", num_steps=n))
+    result = sample(field, x_0, config=FlowSamplerConfig(method="euler", num_steps=n))
     f_exact, l_exact = field.exact(x_0)
     shortfall = 0.5 - (n - 1) / (2 * n)
     _assert_state(result.crystals, f_exact - field.b_f * shortfall, l_exact - field.b_l * shortfall)
@@ -78,7 +84,7 @@ def test_euler_has_its_known_error_on_a_field_linear_in_time(make_crystals):
 @pytest.mark.parametrize(("method", "evaluations"), [("euler", 10), ("midpoint", 20), ("rk4", 40)])
 def test_number_of_evaluations(method, evaluations, make_crystals):
     x_0 = _batch(make_crystals)
-    result = sample(_Field(x_0), x_0, config=SamplerConfig(method=method, num_steps=10))
+    result = sample(_Field(x_0), x_0, config=FlowSamplerConfig(method=method, num_steps=10))
     assert result.num_evaluations == evaluations
 
 
@@ -86,7 +92,7 @@ def test_coordinates_are_integrated_unwrapped_and_wrapped_at_the_end(make_crysta
     x_0 = _batch(make_crystals)
     field = _Field(x_0)
     field.a_f = torch.full_like(field.a_f, 2.3)  # crosses the boundary twice
-    result = sample(field, x_0, config=SamplerConfig(method="euler", num_steps=5))
+    result = sample(field, x_0, config=FlowSamplerConfig(method="euler", num_steps=5))
     assert result.crystals.frac_coords.min() >= 0 and result.crystals.frac_coords.max() < 1
     expected = torus.wrap(x_0.frac_coords + 2.3)
     torch.testing.assert_close(
@@ -106,7 +112,7 @@ class _PeriodicField:
 
 def test_periodic_field_gives_the_same_crystal_from_any_image(make_crystals):
     x_0 = _batch(make_crystals)
-    config = SamplerConfig(method="rk4", num_steps=20)
+    config = FlowSamplerConfig(method="rk4", num_steps=20)
     a = sample(_PeriodicField(), x_0, config=config).crystals
     b = sample(_PeriodicField(), x_0.replace(frac_coords=x_0.frac_coords - 1.0), config=config)
     torch.testing.assert_close(
@@ -122,7 +128,7 @@ def test_anti_annealing_scales_coordinate_speed_only(make_crystals):
     # for this piecewise-linear factor when b lies on the grid.
     x_0 = _batch(make_crystals)
     field = _Field(x_0)
-    config = SamplerConfig(
+    config = FlowSamplerConfig(
         method="midpoint", num_steps=10, anti_annealing_scale=5.0, anti_annealing_start=0.5
     )
     result = sample(field, x_0, config=config)
@@ -134,7 +140,9 @@ def test_anti_annealing_scales_coordinate_speed_only(make_crystals):
 def test_trajectory_records_every_k_steps(make_crystals):
     x_0 = _batch(make_crystals)
     field = _Field(x_0, slope=1.0)
-    result = sample(field, x_0, config=SamplerConfig(method="rk4", num_steps=20, record_every=5))
+    result = sample(
+        field, x_0, config=FlowSamplerConfig(method="rk4", num_steps=20, record_every=5)
+    )
     trajectory = result.trajectory
     assert trajectory is not None and len(trajectory) == 5
     torch.testing.assert_close(
@@ -142,14 +150,14 @@ def test_trajectory_records_every_k_steps(make_crystals):
     )
     for index, time in enumerate(trajectory.times.tolist()):
         _assert_state(trajectory.crystals_at(index), *field.exact(x_0, time))
-    odd = sample(field, x_0, config=SamplerConfig(num_steps=10, record_every=4)).trajectory
+    odd = sample(field, x_0, config=FlowSamplerConfig(num_steps=10, record_every=4)).trajectory
     assert odd.times.tolist() == pytest.approx([0.0, 0.4, 0.8, 1.0])
 
 
 def test_trajectory_save_load_round_trip(make_crystals, tmp_path):
     x_0 = _batch(make_crystals)
     field = _Field(x_0, slope=1.0)
-    config = SamplerConfig(method="euler", num_steps=6, record_every=2)
+    config = FlowSamplerConfig(method="euler", num_steps=6, record_every=2)
     trajectory = sample(field, x_0, config=config).trajectory
     loaded = Trajectory.load(trajectory.save(tmp_path / "run" / "trajectory.npz"))
     assert len(loaded) == len(trajectory)
@@ -169,7 +177,7 @@ def test_network_sampling_mixed_sizes(method, make_crystals):
     crystals = make_crystals(6, min_atoms=1, max_atoms=8)
     x_0 = CrystalBatch.from_crystals(crystals)
     net = VelocityNetwork.from_preset("smoke")
-    config = SamplerConfig(
+    config = FlowSamplerConfig(
         method=method, num_steps=5, anti_annealing_scale=5.0, rtol=1e-3, atol=1e-3
     )
     result = sample(net, x_0, config=config).crystals
@@ -183,7 +191,7 @@ def test_network_sampling_mixed_sizes(method, make_crystals):
 def test_sample_in_chunks_keeps_order(make_crystals):
     crystals = make_crystals(7)
     net = VelocityNetwork.from_preset("smoke")
-    config = SamplerConfig(num_steps=2)
+    config = FlowSamplerConfig(num_steps=2)
     chunks = list(sample_in_chunks(net, crystals, batch_size=3, config=config))
     assert [len(c) for c in chunks] == [3, 3, 1]
     assert [c.id for chunk in chunks for c in chunk] == [c.id for c in crystals]
@@ -192,8 +200,8 @@ def test_sample_in_chunks_keeps_order(make_crystals):
 def test_bfloat16_sampling_stays_close_to_float32(make_crystals):
     x_0 = CrystalBatch.from_crystals(make_crystals(4, min_atoms=2))
     net = VelocityNetwork.from_preset("smoke")
-    full = sample(net, x_0, config=SamplerConfig(num_steps=4)).crystals
-    low = sample(net, x_0, config=SamplerConfig(num_steps=4, precision="bfloat16")).crystals
+    full = sample(net, x_0, config=FlowSamplerConfig(num_steps=4)).crystals
+    low = sample(net, x_0, config=FlowSamplerConfig(num_steps=4, precision="bfloat16")).crystals
     assert low.frac_coords.dtype == torch.float32
     moved = torus.logmap(x_0.frac_coords, full.frac_coords).abs().mean()
     assert torus.logmap(full.frac_coords, low.frac_coords).abs().mean() < 0.05 * moved
@@ -218,7 +226,7 @@ def test_sampler_integrates_in_the_models_lattice_space(method, make_crystals):
     to the angles, exactly."""
     x_0 = _batch(make_crystals)
     field = _LogField(x_0)
-    config = SamplerConfig(method=method, num_steps=5, record_every=1)
+    config = FlowSamplerConfig(method=method, num_steps=5, record_every=1)
     result = sample(field, x_0, config=config)
     torch.testing.assert_close(result.crystals.lengths, x_0.lengths * field.a_l[:, :3].exp())
     torch.testing.assert_close(result.crystals.angles, x_0.angles + 30.0 * field.a_l[:, 3:])
@@ -229,7 +237,7 @@ def test_sampler_integrates_in_the_models_lattice_space(method, make_crystals):
 
 def test_trajectory_file_keeps_the_lattice_space(tmp_path, make_crystals):
     x_0 = _batch(make_crystals)
-    result = sample(_LogField(x_0), x_0, config=SamplerConfig(num_steps=4, record_every=2))
+    result = sample(_LogField(x_0), x_0, config=FlowSamplerConfig(num_steps=4, record_every=2))
     loaded = Trajectory.load(result.trajectory.save(tmp_path / "trajectory.npz"))
     assert loaded.representation == "log"
     torch.testing.assert_close(loaded.crystals_at(2).angles, result.crystals.angles)

@@ -7,9 +7,9 @@ import torch
 
 from flowllm_kit.crystal import CrystalBatch
 from flowllm_kit.flow import (
+    FlowSamplerConfig,
     FlowTrainer,
     PairedBase,
-    SamplerConfig,
     TrainConfig,
     UniformBase,
     VelocityNetwork,
@@ -45,7 +45,9 @@ def test_overfitting_a_few_pairs_drives_samples_to_their_targets(make_pairs):
 
     x_0 = CrystalBatch.from_crystals([p[0] for p in pairs])
     x_1 = CrystalBatch.from_crystals([p[1] for p in pairs])
-    refined = sample(trainer.ema, x_0, config=SamplerConfig(method="rk4", num_steps=20)).crystals
+    refined = sample(
+        trainer.ema, x_0, config=FlowSamplerConfig(method="rk4", num_steps=20)
+    ).crystals
     # The flow keeps each crystal's mean coordinate (v_f is mean-free), so compare up to a
     # translation: the mean-removed displacement to the target.
     before = torus.remove_mean(torus.logmap(x_0.frac_coords, x_1.frac_coords), x_1.batch_index, 4)

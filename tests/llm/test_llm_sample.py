@@ -13,14 +13,14 @@ import torch
 from flowllm_kit import text
 from flowllm_kit.crystal import Crystal
 from flowllm_kit.llm import (
-    SamplingConfig,
+    LLMSamplingConfig,
     composition_agreement,
     generate_texts,
     read_draws,
     sample_crystals,
 )
 
-SMALL = SamplingConfig(batch_size=4, max_new_tokens=200)
+SMALL = LLMSamplingConfig(batch_size=4, max_new_tokens=200)
 
 
 def _script(small_crystals: list[Crystal]) -> list[str | None]:
@@ -143,7 +143,7 @@ def test_generate_texts_with_a_real_model(tiny_llama_dir: Path, cache: str) -> N
 
     model, tokenizer = load_model(tiny_llama_dir)
     prompts = [text.generation_prompt(), text.generation_prompt(formula="NaCl")]  # unequal
-    config = SamplingConfig(max_new_tokens=6, cache=cache)
+    config = LLMSamplingConfig(max_new_tokens=6, cache=cache)
     # End of sequence first: every row stops after one token, with an empty text.
     model.lm_head = _OneToken(len(tokenizer), tokenizer.eos_token_id)
     texts, num_tokens = generate_texts(model, tokenizer, prompts, config=config)
@@ -159,7 +159,7 @@ def test_a_diverged_model_is_refused_by_name(tiny_llama_dir: Path, continuous: b
     from flowllm_kit.llm import load_model
 
     model, tokenizer = load_model(tiny_llama_dir)
-    config = SamplingConfig(max_new_tokens=8, batch_size=2, continuous=continuous)
+    config = LLMSamplingConfig(max_new_tokens=8, batch_size=2, continuous=continuous)
     assert sample_crystals(model, tokenizer, num_crystals=1, config=config, max_draws=2).num_draws
     with torch.no_grad():
         model.model.layers[0].mlp.up_proj.weight[3, 1] = float("nan")

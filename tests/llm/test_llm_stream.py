@@ -61,7 +61,7 @@ def test_greedy_stream_equals_uncached_decoding_through_refills(tokenizer) -> No
     model = llm.scratch_model(tokenizer, config="smoke", seed=3).eval()
     # Let a token that greedy decoding writes at different steps end the texts, so that rows
     # end at different times, leave, and are refilled mid-flight.
-    config = llm.SamplingConfig(temperature=1.0, top_p=1e-9, max_new_tokens=24)
+    config = llm.LLMSamplingConfig(temperature=1.0, top_p=1e-9, max_new_tokens=24)
     runs = {}  # greedy continuations computed without any cache: the whole text each step
     with torch.inference_mode():
         for i, prompt in enumerate(PROMPTS):
@@ -113,7 +113,7 @@ def test_llama_decoding_step_equals_the_model_forward(
                     parameter.normal_()
     step = _llama_decoder(model)
     assert step is not None
-    config = llm.SamplingConfig(max_new_tokens=8)
+    config = llm.LLMSamplingConfig(max_new_tokens=8)
     flight = _Rows()
     flight.join(_encode(model, tokenizer, list(enumerate(prompts)), seed=0, config=config))
     assert (flight.mask == 0).any() == (len(set(map(len, tokenizer(prompts)["input_ids"]))) > 1)
@@ -154,7 +154,7 @@ def test_llama_decoding_step_is_only_for_plain_llama_models(tokenizer, make_tiny
 
 def test_a_draw_does_not_depend_on_the_rows_beside_it(tokenizer) -> None:
     model = llm.scratch_model(tokenizer, config="smoke", seed=4).eval()
-    config = llm.SamplingConfig(temperature=1.0, top_p=0.9, max_new_tokens=20)
+    config = llm.LLMSamplingConfig(temperature=1.0, top_p=0.9, max_new_tokens=20)
 
     def decode_all(rows: int, seed: int) -> dict:
         stream = stream_generate(
@@ -194,7 +194,7 @@ def test_continuous_sample_crystals_resumes_to_the_same_draws(
         config=config,
         progress_bar=False,
     )
-    sampling = llm.SamplingConfig(
+    sampling = llm.LLMSamplingConfig(
         temperature=1.0, top_p=1.0, max_new_tokens=128, batch_size=4, continuous=True
     )
 

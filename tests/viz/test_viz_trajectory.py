@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from flowllm_kit.crystal import Crystal, CrystalBatch
-from flowllm_kit.flow import SamplerConfig, sample
+from flowllm_kit.flow import FlowSamplerConfig, sample
 from flowllm_kit.viz.training import loss_curves_figure
 from flowllm_kit.viz.trajectory import (
     crystal_path,
@@ -50,7 +50,7 @@ def _starts() -> CrystalBatch:
 def test_unwrapped_path_moves_atoms_by_the_exact_shift_across_the_boundary(shift: float) -> None:
     num_steps = 20  # steps of at most 0.04 < 0.5: unwrapping is exact
     field = ConstantField([shift, 0.0, 0.0])
-    result = sample(field, _starts(), config=SamplerConfig(num_steps=num_steps, record_every=1))
+    result = sample(field, _starts(), config=FlowSamplerConfig(num_steps=num_steps, record_every=1))
     path = crystal_path(result.trajectory, 0)
     assert path.frac_coords.shape == (num_steps + 1, 3, 3)
     np.testing.assert_allclose(
@@ -67,7 +67,7 @@ def test_unwrapped_path_moves_atoms_by_the_exact_shift_across_the_boundary(shift
 
 def test_path_follows_the_lattice_and_selects_the_right_crystal() -> None:
     field = ConstantField([0.0, 0.0, 0.0], lattice_shift=[1.0, 0.0, 0.0, 0.0, 0.0, 0.0])
-    result = sample(field, _starts(), config=SamplerConfig(num_steps=4, record_every=2))
+    result = sample(field, _starts(), config=FlowSamplerConfig(num_steps=4, record_every=2))
     path = crystal_path(result.trajectory, 1)
     np.testing.assert_allclose(path.times, [0.0, 0.5, 1.0])
     np.testing.assert_allclose(path.lengths[:, 0], [3.0, 3.5, 4.0], atol=1e-9)
@@ -80,7 +80,7 @@ def test_animation_has_one_frame_per_state_ending_at_the_sample() -> None:
     result = sample(
         ConstantField([0.3, 0.1, 0.0]),
         _starts(),
-        config=SamplerConfig(num_steps=10, record_every=5),
+        config=FlowSamplerConfig(num_steps=10, record_every=5),
     )
     figure = trajectory_animation(result.trajectory, 0, unwrap=False)
     assert isinstance(figure, go.Figure)
@@ -97,7 +97,9 @@ def test_animation_has_one_frame_per_state_ending_at_the_sample() -> None:
 
 def test_trajectory_figure_has_a_line_per_atom_and_per_lattice_parameter() -> None:
     result = sample(
-        ConstantField([0.1, 0.0, 0.0]), _starts(), config=SamplerConfig(num_steps=4, record_every=1)
+        ConstantField([0.1, 0.0, 0.0]),
+        _starts(),
+        config=FlowSamplerConfig(num_steps=4, record_every=1),
     )
     figure = trajectory_figure(result.trajectory, 0)
     assert len(figure.data) == 3 + 6
