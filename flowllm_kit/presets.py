@@ -43,18 +43,14 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class EvaluationConfig:
-    """How many crystals the evaluation looks at, and how hard it relaxes them."""
+    """How many crystals the evaluation looks at. How they are scored (relaxation budget,
+    smallest counted denominator, worker processes) is the evaluation's own preset,
+    :func:`flowllm_kit.evaluate.report_preset`."""
 
     n_evaluate: int | None
     """Crystals evaluated per system (None: all)."""
     n_reference: int | None
     """Eval-split crystals for coverage and property distances (None: all)."""
-    relax_steps: int = 1500
-    """Most CHGNet FIRE steps per crystal (docs/METHOD.md §9: 1500)."""
-    min_count: int = 10
-    """Smallest denominator for which a rate is reported (fewer: not computable)."""
-    processes: int | None = None
-    """Worker processes for fingerprints and relaxation (None: one per core)."""
 
 
 @dataclass(frozen=True)
@@ -78,10 +74,7 @@ _PRESETS: dict[str, Preset] = {
         data=DataConfig(
             dataset="mp_20_subset", train_split="train", eval_split="test", max_crystals=200
         ),
-        # One process: workers cost seconds to start, more than they save on 16 crystals.
-        evaluation=EvaluationConfig(
-            n_evaluate=16, n_reference=40, relax_steps=100, min_count=5, processes=1
-        ),
+        evaluation=EvaluationConfig(n_evaluate=16, n_reference=40),
         num_samples=16,
         threads=1,
     ),
@@ -92,7 +85,7 @@ _PRESETS: dict[str, Preset] = {
     "demo": Preset(
         name="demo",
         data=DataConfig(dataset="mp_20", train_split="val", eval_split="test"),
-        evaluation=EvaluationConfig(n_evaluate=48, n_reference=256, relax_steps=250),
+        evaluation=EvaluationConfig(n_evaluate=48, n_reference=256),
         num_samples=500,
     ),
     "paper": Preset(

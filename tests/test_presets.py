@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import pytest
 import torch
 
 from flowllm_kit.flow import network_preset, train_preset
-from flowllm_kit.llm import llm_preset
+from flowllm_kit.llm import LLMConfig, llm_preset
 from flowllm_kit.presets import configure_threads, get_preset
 
 
@@ -22,3 +25,45 @@ def test_configure_threads_uses_argument_then_preset() -> None:
     assert configure_threads("demo", 2) == 2
     before = torch.get_num_threads()
     assert configure_threads("demo") == before  # demo leaves torch's setting alone
+
+
+@pytest.mark.parametrize("name", ["smoke", "demo", "paper"])
+def test_a_run_preset_holds_each_components_preset_once(name: str) -> None:
+    from flowllm_kit.evaluate import ReportSettings, report_preset
+    from flowllm_kit.flow import flow_configs
+    from flowllm_kit.presets import EvaluationConfig
+    from flowllm_kit.stages import run_preset
+
+    preset = run_preset(name)
+    assert preset.data == get_preset(name).data and preset.llm == llm_preset(name)
+    assert (preset.network, preset.training) == flow_configs(name)
+    assert preset.report == report_preset(name)
+    # The evaluation's sizes and its scoring are separate configs: no setting in both.
+    sizes = {f.name for f in dataclasses.fields(EvaluationConfig)}
+    scoring = {f.name for f in dataclasses.fields(ReportSettings)}
+    assert sizes == {"n_evaluate", "n_reference"} and not sizes & scoring
+    whole = json.loads(preset.to_json())
+    assert list(whole) == [f.name for f in dataclasses.fields(preset)]
+    assert LLMConfig.from_dict(whole["llm"]) == preset.llm
+    assert whole["training"]["max_steps"] == preset.training.max_steps
+
+
+def test_relaxation_budget_of_each_preset() -> None:
+    from flowllm_kit.evaluate import report_preset
+
+    steps = {name: report_preset(name).relax.max_steps for name in ("smoke", "demo", "paper")}
+    assert steps == {"smoke": 100, "demo": 250, "paper": 1500}  # paper: docs/METHOD.md §9
+
+
+def test_presets_command_prints_a_preset_whole(capsys) -> None:
+    from flowllm_kit.cli import main
+
+    assert main(["presets", "show", "smoke"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["name"] == "smoke" and shown["report"]["relax"]["max_steps"] == 100
+    assert main(["presets", "show", "--preset", "demo", "--flow-choices", "reference"]) == 0
+    reference = json.loads(capsys.readouterr().out)
+    assert reference["name"] == "demo"
+    assert reference["network"]["lattice_representation"] == "logit"  # the reference's space
+    assert main(["presets", "list"]) == 0
+    assert capsys.readouterr().out.splitlines()[1].startswith("demo: mp_20 (val -> test)")

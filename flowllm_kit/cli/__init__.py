@@ -9,6 +9,7 @@ Usage::
     python -m flowllm_kit sample     --preset smoke --run-dir runs/smoke --num-steps 50
     python -m flowllm_kit evaluate   --preset smoke --run-dir runs/smoke
     python -m flowllm_kit view       runs/smoke --port 8050
+    python -m flowllm_kit presets    show demo
 
 Every command calls the same package functions as notebooks 03-07, with the same presets, and
 reads and writes the same run folder (``runs/<preset>`` unless ``--run-dir`` is given).
@@ -20,13 +21,19 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from flowllm_kit.cli import evaluate_command, flow_commands, llm_commands, view_command
+from flowllm_kit.cli import (
+    evaluate_command,
+    flow_commands,
+    llm_commands,
+    presets_command,
+    view_command,
+)
 from flowllm_kit.cli.common import CommandError, add_common_options
 from flowllm_kit.run import RunFolderError
 
 __all__ = ["CommandError", "build_parser", "main"]
 
-_MODULES = (llm_commands, flow_commands, evaluate_command, view_command)
+_MODULES = (llm_commands, flow_commands, evaluate_command, view_command, presets_command)
 
 
 def build_parser() -> argparse.ArgumentParser:

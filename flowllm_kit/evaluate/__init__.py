@@ -50,7 +50,13 @@ from flowllm_kit.evaluate.properties import (
     nary_histogram,
     property_distances,
 )
-from flowllm_kit.evaluate.report import Report, ReportSettings, report
+from flowllm_kit.evaluate.report import (
+    REPORT_PRESETS,
+    Report,
+    ReportSettings,
+    report,
+    report_preset,
+)
 from flowllm_kit.evaluate.sun import (
     CLOSENESS_MATCHER,
     DEFAULT_MATCHER,
@@ -77,6 +83,8 @@ from flowllm_kit.evaluate.validity import (
 from flowllm_kit.relax import RelaxConfig, RelaxResult, relax_structures
 
 __all__ = [
+    "REPORT_PRESETS",
+    "report_preset",
     # validity
     "CompositionStatus",
     "composition_status",

@@ -36,6 +36,7 @@ from flowllm_kit.evaluate.hull import HullReference, stability_flags
 from flowllm_kit.evaluate.properties import element_counts, nary_histogram, property_distances
 from flowllm_kit.evaluate.sun import DEFAULT_MATCHER, MatcherSettings, novelty, uniqueness
 from flowllm_kit.evaluate.validity import composition_status, structural_validity
+from flowllm_kit.presets import lookup_preset
 from flowllm_kit.relax import RelaxConfig, RelaxResult, relax_structures
 from flowllm_kit.run import METRICS_JSON, PER_STRUCTURE_CSV, REPORT_SETTINGS_JSON
 
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
     from pymatgen.core import Structure
 
-__all__ = ["Report", "ReportSettings", "report"]
+__all__ = ["REPORT_PRESETS", "Report", "ReportSettings", "report", "report_preset"]
 
 # RelaxResult fields copied into the per-structure table.
 _RELAX_COLUMNS = (
@@ -74,6 +75,21 @@ class ReportSettings:
     matcher: MatcherSettings = DEFAULT_MATCHER
     relax: RelaxConfig = field(default_factory=RelaxConfig)
     processes: int | None = None
+
+
+REPORT_PRESETS = {
+    # One process: workers cost seconds to start, more than they save on 16 crystals.
+    "smoke": ReportSettings(min_count=5, relax=RelaxConfig(max_steps=100), processes=1),
+    # The demo relaxes 48 crystals per system at up to 250 FIRE steps (docs/METHOD.md §9: the
+    # paper's 1,500 do not fit its time budget; the report counts the capped relaxations).
+    "demo": ReportSettings(relax=RelaxConfig(max_steps=250)),
+    "paper": ReportSettings(),
+}
+
+
+def report_preset(name: str) -> ReportSettings:
+    """The report settings of a named preset (``smoke``, ``demo``, ``paper``)."""
+    return lookup_preset(REPORT_PRESETS, name)
 
 
 @dataclass

@@ -5,6 +5,7 @@ any launcher call these, so no loop, file name or split rule exists twice.
   the pair sets (notebooks 03-04; ``train-llm``, ``sample-llm``, ``pairs``);
 - :mod:`~flowllm_kit.stages.flow`: train the flows on the pair set, sample them (notebooks
   05-06; ``train-flow``, ``sample``);
+- :mod:`~flowllm_kit.stages.preset`: every setting of a named preset in one object;
 - :mod:`~flowllm_kit.stages.evaluation`: the real crystals systems are scored against, the
   report settings, one report per system and the metrics table (notebook 07; ``evaluate``).
 """
@@ -42,6 +43,7 @@ from flowllm_kit.stages.llm import (
     select_crystals,
     train_llm,
 )
+from flowllm_kit.stages.preset import RunPreset, run_preset
 
 __all__ = [
     "FLOW_MODELS",
@@ -51,7 +53,9 @@ __all__ = [
     "evaluation_data",
     "metrics_table",
     "report_settings",
+    "run_preset",
     "FlowRun",
+    "RunPreset",
     "SelectedCrystals",
     "TrainedFlow",
     "build_pair_sets",

@@ -16,6 +16,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,11 +29,11 @@ from flowllm_kit.data import load_dataset
 from flowllm_kit.evaluate import (
     COVERAGE_CUTOFFS,
     HullReference,
-    RelaxConfig,
     Report,
     ReportSettings,
     reference_fingerprints,
     report,
+    report_preset,
 )
 from flowllm_kit.presets import get_preset
 from flowllm_kit.run import RunFolder
@@ -105,16 +106,20 @@ def report_settings(
     min_count: int | None = None,
     processes: int | None = None,
 ) -> ReportSettings:
-    """The report settings of a preset: the coverage cutoffs of its dataset, its relaxation
-    budget and smallest counted denominator, with the values given replaced."""
-    data, sizes = get_preset(preset).data, get_preset(preset).evaluation
-    cutoffs = next((name for name in COVERAGE_CUTOFFS if data.dataset.startswith(name)), "mp_20")
-    relax = RelaxConfig(max_steps=relax_steps or sizes.relax_steps, stall_steps=relax_stall_steps)
-    return ReportSettings(
+    """The report settings of a preset (:func:`~flowllm_kit.evaluate.report_preset`) with the
+    coverage cutoffs of its dataset, and the values given replaced."""
+    base = report_preset(preset)
+    dataset = get_preset(preset).data.dataset
+    cutoffs = next((name for name in COVERAGE_CUTOFFS if dataset.startswith(name)), "mp_20")
+    relax = dataclasses.replace(
+        base.relax, max_steps=relax_steps or base.relax.max_steps, stall_steps=relax_stall_steps
+    )
+    return dataclasses.replace(
+        base,
         dataset=cutoffs,
-        min_count=min_count or sizes.min_count,
+        min_count=min_count or base.min_count,
         relax=relax,
-        processes=processes or sizes.processes,
+        processes=processes or base.processes,
     )
 
 
