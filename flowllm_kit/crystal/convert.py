@@ -1,10 +1,12 @@
-"""Conversions between :class:`Crystal` and pymatgen, ASE and CIF, all in one place."""
+"""Conversions between :class:`Crystal` and pymatgen, ASE and CIF, all in one place: the kit
+builds a pymatgen ``Structure`` nowhere else (the relaxation's cells and positions come back
+through :func:`structure_from_cell`, mixed inputs through :func:`as_structures`)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
@@ -14,7 +16,20 @@ if TYPE_CHECKING:
     from ase import Atoms
     from pymatgen.core import Structure
 
-__all__ = ["from_ase", "from_structure", "to_ase", "to_cif", "to_structure", "write_cif"]
+__all__ = [
+    "StructureLike",
+    "as_structures",
+    "from_ase",
+    "from_structure",
+    "structure_from_cell",
+    "to_ase",
+    "to_cif",
+    "to_structure",
+    "write_cif",
+]
+
+StructureLike = Union["Structure", Crystal]
+"""What functions that take structures accept: pymatgen ``Structure`` or kit :class:`Crystal`."""
 
 
 def from_structure(structure: Structure, *, id: str | None = None, **properties: Any) -> Crystal:
@@ -41,6 +56,47 @@ def to_structure(crystal: Crystal) -> Structure:
 
     lattice = Lattice.from_parameters(*crystal.lengths, *crystal.angles)
     return Structure(lattice, crystal.atomic_numbers.tolist(), crystal.frac_coords)
+
+
+def structure_from_cell(
+    cell: Any,
+    species: Sequence[Any],
+    coords: Any,
+    *,
+    cartesian: bool = False,
+    to_unit_cell: bool = False,
+) -> Structure:
+    """pymatgen ``Structure`` from a lattice matrix (rows a, b, c, in Å), species (atomic
+    numbers or pymatgen species) and coordinates (fractional, or Cartesian in Å with
+    ``cartesian``); ``to_unit_cell`` wraps the sites into the cell."""
+    from pymatgen.core import Lattice, Structure
+
+    return Structure(
+        Lattice(np.asarray(cell, dtype=float)), list(species), np.asarray(coords, dtype=float),
+        coords_are_cartesian=cartesian, to_unit_cell=to_unit_cell,
+    )  # fmt: skip
+
+
+def as_structures(items: Iterable[StructureLike]) -> list[Structure]:
+    """pymatgen structures from any mix of pymatgen structures and kit crystals, in order
+    (pymatgen inputs are passed through, not copied).
+
+    Raises:
+        TypeError: If an item is neither, naming its type.
+    """
+    from pymatgen.core import Structure
+
+    out = []
+    for item in items:
+        if isinstance(item, Crystal):
+            out.append(to_structure(item))
+        elif isinstance(item, Structure):
+            out.append(item)
+        else:
+            raise TypeError(
+                f"expected a pymatgen Structure or a Crystal, got {type(item).__name__}"
+            )
+    return out
 
 
 def from_ase(atoms: Atoms, *, id: str | None = None, **properties: Any) -> Crystal:

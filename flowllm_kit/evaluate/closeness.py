@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from flowllm_kit.evaluate._structures import StructureLike
+from flowllm_kit.crystal.convert import StructureLike
 from flowllm_kit.evaluate.sun import CLOSENESS_MATCHER, MatcherSettings, _prepared
 from flowllm_kit.relax import RelaxResult
 

@@ -32,7 +32,7 @@ from typing import Literal
 
 import numpy as np
 
-from flowllm_kit.evaluate._structures import StructureLike, to_structures
+from flowllm_kit.crystal.convert import StructureLike, as_structures
 
 __all__ = [
     "COVERAGE_CUTOFFS",
@@ -184,7 +184,7 @@ def fingerprints(
     Returns:
         :class:`Fingerprints` with one row per structure, in order.
     """
-    prepared = to_structures(structures)
+    prepared = as_structures(structures)
     processes = processes or os.cpu_count() or 1
     from flowllm_kit.evaluate.validity import structural_validity
 

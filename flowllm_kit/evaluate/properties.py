@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from flowllm_kit.evaluate._structures import StructureLike, to_structures
+from flowllm_kit.crystal.convert import StructureLike, as_structures
 
 __all__ = [
     "PropertyDistances",
@@ -27,12 +27,12 @@ __all__ = [
 
 def densities(structures: Iterable[StructureLike]) -> np.ndarray:
     """``(n,)`` mass density of each structure in g/cm^3."""
-    return np.array([float(s.density) for s in to_structures(structures)])
+    return np.array([float(s.density) for s in as_structures(structures)])
 
 
 def element_counts(structures: Iterable[StructureLike]) -> np.ndarray:
     """``(n,)`` number of distinct elements in each structure (1 = unary, 2 = binary, ...)."""
-    return np.array([len(s.composition.elements) for s in to_structures(structures)], dtype=int)
+    return np.array([len(s.composition.elements) for s in as_structures(structures)], dtype=int)
 
 
 def nary_histogram(structures: Iterable[StructureLike], *, max_arity: int = 8) -> dict[int, int]:

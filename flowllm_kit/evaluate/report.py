@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from flowllm_kit.evaluate._structures import StructureLike, to_structures
+from flowllm_kit.crystal.convert import StructureLike, as_structures
 from flowllm_kit.evaluate.closeness import closeness
 from flowllm_kit.evaluate.coverage import Fingerprints, coverage, fingerprints
 from flowllm_kit.evaluate.hull import HullReference, stability_flags
@@ -208,7 +208,7 @@ def report(
     import pandas as pd
 
     settings = settings or ReportSettings()
-    structures = to_structures(generated)
+    structures = as_structures(generated)
     n = len(structures)
     m = settings.min_count
     struct_ok, comp_status, comp_ok = _validity(structures)
@@ -231,7 +231,7 @@ def report(
     }
     counts: dict[str, int] = {"generated": n, "valid": int(valid.sum())}
     if reference is not None:
-        ref = to_structures(reference)
+        ref = as_structures(reference)
         counts["reference"] = len(ref)
         enough = len(valid_structures) >= m
         dist = property_distances(valid_structures, ref)
@@ -282,7 +282,7 @@ def report(
         if baseline is not None:
             # The same pipeline as the generated crystals: only valid ones are relaxed, and
             # invalid ones count as not stable.
-            base = to_structures(baseline)
+            base = as_structures(baseline)
             base_struct_ok, _, base_comp_ok = _validity(base)
             base_valid = base_struct_ok & base_comp_ok
             counts["baseline"] = len(base)

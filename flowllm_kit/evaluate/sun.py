@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from flowllm_kit.evaluate._structures import StructureLike, to_structures
+from flowllm_kit.crystal.convert import StructureLike, as_structures
 
 if TYPE_CHECKING:
     from pymatgen.analysis.structure_matcher import StructureMatcher
@@ -68,7 +68,7 @@ CLOSENESS_MATCHER = MatcherSettings(ltol=0.3, stol=0.5, angle_tol=10.0)
 
 
 def _prepared(structures: Iterable[StructureLike], settings: MatcherSettings) -> list[Structure]:
-    prepared = to_structures(structures)
+    prepared = as_structures(structures)
     if settings.primitive_cell:
         prepared = [s.get_primitive_structure() for s in prepared]
     return prepared
@@ -126,7 +126,7 @@ def novelty(
     """
     prepared = _prepared(structures, settings)
     query_formulas = {s.composition.reduced_formula for s in prepared}
-    reference = to_structures(reference)
+    reference = as_structures(reference)
     # only reference structures sharing a formula with some query can match: reduce just those
     candidates = [s for s in reference if s.composition.reduced_formula in query_formulas]
     known = _prepared(candidates, settings)

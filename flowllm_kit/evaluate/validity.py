@@ -22,7 +22,7 @@ from typing import Literal
 
 import numpy as np
 
-from flowllm_kit.evaluate._structures import StructureLike, to_structures
+from flowllm_kit.crystal.convert import StructureLike, as_structures
 
 __all__ = [
     "CompositionStatus",
@@ -85,7 +85,7 @@ def structural_validity(
         One boolean per structure.
     """
     results = []
-    for structure in to_structures(structures):
+    for structure in as_structures(structures):
         lattice = structure.lattice
         matrix = lattice.matrix
         if not np.all(np.isfinite(matrix)) or not np.all(np.isfinite(structure.frac_coords)):
@@ -225,7 +225,7 @@ def composition_status(
             oxidation_states=oxidation_states,
             max_combinations=max_combinations,
         )
-        for s in to_structures(structures)
+        for s in as_structures(structures)
     ]
 
 

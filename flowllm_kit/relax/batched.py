@@ -21,6 +21,7 @@ import torch
 import torch_sim as ts
 from torch_sim.state import concatenate_states
 
+from flowllm_kit.crystal.convert import structure_from_cell
 from flowllm_kit.relax.result import RelaxResult
 
 if TYPE_CHECKING:
@@ -249,11 +250,7 @@ def _all_finite_per_system(state: SimState) -> torch.Tensor:
 
 def _structure(state: SimState, b: int, original: Structure) -> Structure:
     """Structure ``b`` of the batch as pymatgen, species from the input, wrapped into the cell."""
-    from pymatgen.core import Lattice, Structure
-
     mask = state.system_idx == b
     cell = state.row_vector_cell[b].detach().cpu().numpy()  # (3, 3)
     positions = state.positions[mask].detach().cpu().numpy()  # (n, 3)
-    return Structure(
-        Lattice(cell), original.species, positions, coords_are_cartesian=True, to_unit_cell=True
-    )
+    return structure_from_cell(cell, original.species, positions, cartesian=True, to_unit_cell=True)

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torch_sim.models.interface import ModelInterface
 
+from flowllm_kit.crystal.convert import structure_from_cell
+
 if TYPE_CHECKING:
     from chgnet.graph import CrystalGraph
     from chgnet.model import CHGNet
@@ -128,8 +130,6 @@ class CHGNetModel(ModelInterface):
 
     def _graphs(self, state: SimState, counts: list[int]) -> list[CrystalGraph | None]:
         """One CHGNet crystal graph per structure (None, with a message, where it fails)."""
-        from pymatgen.core import Lattice, Structure
-
         cells = state.row_vector_cell.detach().cpu().numpy()  # (B, 3, 3), rows are a, b, c
         positions = state.positions.detach().cpu().numpy()  # (N, 3)
         numbers = state.atomic_numbers.detach().cpu().numpy()  # (N,)
@@ -139,8 +139,8 @@ class CHGNetModel(ModelInterface):
             atoms = slice(start, start + count)
             start += count
             try:
-                structure = Structure(
-                    Lattice(cells[i]), numbers[atoms], positions[atoms], coords_are_cartesian=True
+                structure = structure_from_cell(
+                    cells[i], numbers[atoms].tolist(), positions[atoms], cartesian=True
                 )
                 graphs.append(self.chgnet.graph_converter(structure, graph_id=str(i)))
             except Exception as exc:  # noqa: BLE001 (any failure is this structure's, not ours)

@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from flowllm_kit.crystal.convert import structure_from_cell
+
 if TYPE_CHECKING:
     from pymatgen.core import Structure
 
@@ -20,12 +22,10 @@ def perturb_structure(
 
     Deterministic in ``seed``; the input is not changed.
     """
-    from pymatgen.core import Structure
-
     rng = np.random.default_rng(seed)
     directions = rng.normal(size=(len(structure), 3))  # (n, 3)
     directions /= np.linalg.norm(directions, axis=1, keepdims=True)
     cart = structure.cart_coords + displacement * directions  # (n, 3)
-    copy = Structure(structure.lattice, structure.species, cart, coords_are_cartesian=True)
+    copy = structure_from_cell(structure.lattice.matrix, structure.species, cart, cartesian=True)
     copy.apply_strain(rng.uniform(-max_strain, max_strain, size=3))
     return copy

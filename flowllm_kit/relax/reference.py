@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from flowllm_kit.crystal.convert import as_structures
 from flowllm_kit.relax.chgnet_model import resolve_device
 from flowllm_kit.relax.config import RelaxConfig
-from flowllm_kit.relax.relax import as_structures, single_threaded
+from flowllm_kit.relax.relax import single_threaded
 from flowllm_kit.relax.result import RelaxResult
 
 if TYPE_CHECKING:

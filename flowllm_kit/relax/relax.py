@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from flowllm_kit.crystal.convert import as_structures
 from flowllm_kit.relax.batched import relax_in_batches
 from flowllm_kit.relax.cache import RelaxCache, relax_key
 from flowllm_kit.relax.chgnet_model import CHGNetModel, load_chgnet, resolve_device
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 
     from flowllm_kit.crystal import Crystal
 
-__all__ = ["as_structures", "relax_structures", "single_threaded"]
+__all__ = ["relax_structures", "single_threaded"]
 
 
 def relax_structures(
@@ -103,13 +104,6 @@ def relax_structures(
         _relax_in_workers(to_relax, config=config, workers=workers, on_result=record)
     bar.close()
     return [done[key] for key in keys]
-
-
-def as_structures(structures: Sequence[Structure | Crystal]) -> list[Structure]:
-    """pymatgen structures from pymatgen structures or kit crystals."""
-    from pymatgen.core import Structure
-
-    return [s if isinstance(s, Structure) else s.to_structure() for s in structures]
 
 
 @contextlib.contextmanager

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
+from flowllm_kit.crystal.convert import structure_from_cell
 
 if TYPE_CHECKING:
     from pymatgen.core import Structure
@@ -66,12 +66,8 @@ class RelaxResult:
         """Inverse of :meth:`to_json`."""
         structure = None
         if data["final_structure"] is not None:
-            from pymatgen.core import Lattice, Structure
-
             raw = data["final_structure"]
-            structure = Structure(
-                Lattice(np.array(raw["lattice"])), raw["numbers"], np.array(raw["frac_coords"])
-            )
+            structure = structure_from_cell(raw["lattice"], raw["numbers"], raw["frac_coords"])
         return cls(
             initial_energy_per_atom=_nan_if_none(data["initial_energy_per_atom"]),
             final_energy_per_atom=_nan_if_none(data["final_energy_per_atom"]),
