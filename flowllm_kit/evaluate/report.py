@@ -32,8 +32,9 @@ import numpy as np
 from flowllm_kit.crystal.convert import StructureLike, as_structures
 from flowllm_kit.evaluate.closeness import closeness
 from flowllm_kit.evaluate.coverage import Fingerprints, coverage, fingerprints
+from flowllm_kit.evaluate.figures import report_figures
 from flowllm_kit.evaluate.hull import HullReference, stability_flags
-from flowllm_kit.evaluate.properties import element_counts, nary_histogram, property_distances
+from flowllm_kit.evaluate.properties import element_counts, property_distances
 from flowllm_kit.evaluate.sun import DEFAULT_MATCHER, MatcherSettings, novelty, uniqueness
 from flowllm_kit.evaluate.validity import composition_status, structural_validity
 from flowllm_kit.presets import lookup_preset
@@ -208,129 +209,221 @@ def report(
     import pandas as pd
 
     settings = settings or ReportSettings()
+    m = settings.min_count
     structures = as_structures(generated)
     n = len(structures)
-    m = settings.min_count
-    struct_ok, comp_status, comp_ok = _validity(structures)
-    valid = struct_ok & comp_ok
-    valid_structures = [s for s, ok in zip(structures, valid, strict=True) if ok]
     table = pd.DataFrame(
         {
             "formula": [s.composition.reduced_formula for s in structures],
             "num_atoms": [len(s) for s in structures],
             "num_elements": element_counts(structures),
-            "structurally_valid": struct_ok,
-            "composition_status": comp_status,
         }
     )
-    metrics: dict[str, float] = {
-        "structural validity %": _rate(struct_ok, n, m),
-        "compositional validity %": _rate(comp_ok, n, m),
-        "valid %": _rate(valid, n, m),
-        "compositions undetermined": float(Counter(comp_status)["undetermined"]),
-    }
-    counts: dict[str, int] = {"generated": n, "valid": int(valid.sum())}
+    metrics: dict[str, float] = {}
+    counts: dict[str, int] = {"generated": n}
+
+    def add(family: _Family) -> None:
+        metrics.update(family.metrics)
+        counts.update(family.counts)
+        for column, values in family.columns.items():
+            table[column] = values
+
+    validity, valid = _validity_family(structures, m)
+    add(validity)
+    valid_structures = [s for s, ok in zip(structures, valid, strict=True) if ok]
     if reference is not None:
         ref = as_structures(reference)
-        counts["reference"] = len(ref)
-        enough = len(valid_structures) >= m
-        dist = property_distances(valid_structures, ref)
-        metrics["wdist density"] = dist.density if enough else math.nan
-        metrics["wdist N_el"] = dist.num_elements if enough else math.nan
-        ref_fp = reference_fingerprints or fingerprints(ref, processes=settings.processes)
-        gen_fp = fingerprints(structures, processes=settings.processes)
-        cov = coverage(gen_fp, ref_fp, dataset=settings.dataset)
-        metrics["coverage recall %"] = 100 * cov.recall if n >= m else math.nan
-        metrics["coverage precision %"] = 100 * cov.precision if n >= m else math.nan
-        table["fingerprint_ok"] = gen_fp.ok
-    unique = np.array(uniqueness(structures, settings=settings.matcher), dtype=bool)
-    table["unique"] = unique
-    metrics["unique %"] = _rate(unique, n, m)
-    novel = np.ones(n, dtype=bool)
-    if training is not None:
-        novel = np.array(novelty(structures, training, settings=settings.matcher), dtype=bool)
-        table["novel"] = novel
-        metrics["novel %"] = _rate(novel, n, m)
-    cache = Path(cache_folder) / "relax.jsonl" if cache_folder is not None else None
+        add(_distribution_family(valid_structures, ref, m))
+        add(_coverage_family(structures, ref, reference_fingerprints, settings, m))
+    novelty_family = _uniqueness_novelty_family(structures, training, settings, m)
+    add(novelty_family)
     e_hull = np.full(n, math.nan)
     if hull is not None:
-        counts["relaxed"] = len(valid_structures)
-        results, e_valid, stable_v, meta_v = _stability(
-            valid_structures, settings, hull, cache, progress, _relax_label("CHGNet relax", label)
+        cache = Path(cache_folder) / "relax.jsonl" if cache_folder is not None else None
+        relax = (settings, hull, cache, progress)
+        stability = _stability_family(
+            structures, valid, *relax, desc=_relax_label("CHGNet relax", label)
         )
-        counts["relaxation converged"] = sum(r.converged for r in results)
-        counts["relaxation stalled"] = sum(r.stalled for r in results)
-        counts["relaxation failed"] = sum(not r.ok for r in results)
-        index = np.flatnonzero(valid)
-        e_hull[index] = e_valid
-        stable, meta = np.zeros(n, bool), np.zeros(n, bool)
-        stable[index], meta[index] = stable_v, meta_v
-        table["e_hull"], table["stable"], table["metastable"] = e_hull, stable, meta
-        for column in _RELAX_COLUMNS:
-            values = np.full(n, None, dtype=object)
-            values[index] = [getattr(r, column) for r in results]
-            table[column] = values
-        metrics["stable %"] = _rate(stable, n, m)
-        metrics["metastable %"] = _rate(meta, n, m)
-        near = closeness(valid_structures, results)
-        table["relaxed_rms"] = np.full(n, math.nan)
-        table.loc[index, "relaxed_rms"] = near.per_structure_rms
-        metrics["closeness match %"] = 100 * near.match_rate if near.num_relaxed >= m else math.nan
-        metrics["closeness RMSD"] = near.rmsd if near.num_relaxed >= m else math.nan
-        metrics["closeness dE eV/atom"] = near.delta_energy if near.num_relaxed >= m else math.nan
-        metrics["relaxation steps"] = near.steps if near.num_relaxed >= m else math.nan
+        add(stability)
+        e_hull = stability.columns["e_hull"]
         if baseline is not None:
-            # The same pipeline as the generated crystals: only valid ones are relaxed, and
-            # invalid ones count as not stable.
-            base = as_structures(baseline)
-            base_struct_ok, _, base_comp_ok = _validity(base)
-            base_valid = base_struct_ok & base_comp_ok
-            counts["baseline"] = len(base)
-            kept = [s for s, ok in zip(base, base_valid, strict=True) if ok]
-            *_, kept_stable, kept_meta = _stability(
-                kept, settings, hull, cache, progress, _relax_label("CHGNet relax baseline", label)
-            )
-            b_stable, b_meta = np.zeros(len(base), bool), np.zeros(len(base), bool)
-            b_stable[base_valid], b_meta[base_valid] = kept_stable, kept_meta
-            metrics["baseline stable %"] = _rate(b_stable, len(base), m)
-            metrics["baseline metastable %"] = _rate(b_meta, len(base), m)
+            desc = _relax_label("CHGNet relax baseline", label)
+            add(_baseline_family(baseline, *relax, desc=desc))
         if training is not None:
-            table["sun"] = stable & unique & novel
-            metrics["S.U.N. %"] = _rate(table["sun"].to_numpy(), n, m)
+            add(_sun_family(stability, novelty_family, m))
     run_settings = {
         **asdict(settings),
         "hull source": None if hull is None else hull.source,
         "energy model": f"CHGNet {settings.relax.model_name} (MP2020-compatible energies)",
         "counts": counts,
     }
-    drawn = _figures(e_hull, structures, reference) if figures else {}
+    drawn = report_figures(e_hull, structures, reference) if figures else {}
     return Report(metrics=metrics, per_structure=table, settings=run_settings, figures=drawn)
 
 
-def _figures(e_hull: np.ndarray, generated, reference) -> dict[str, Figure]:
-    try:
-        import matplotlib
+@dataclass
+class _Family:
+    """What one metric family adds to a report: metrics, per-structure columns, counts."""
 
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return {}
-    drawn = {}
-    finite = e_hull[np.isfinite(e_hull)]
-    if len(finite):
-        figure, axis = plt.subplots(figsize=(4, 3))
-        axis.hist(np.clip(finite, -0.5, 1.0), bins=40)
-        axis.set(xlabel="E_hull (eV/atom, clipped to [-0.5, 1])", ylabel="crystals")
-        drawn["e_hull_histogram"] = figure
-    figure, axis = plt.subplots(figsize=(4, 3))
-    ours = nary_histogram(generated)
-    keys = np.array(list(ours))
-    axis.bar(keys - 0.2, np.array(list(ours.values())) / max(1, len(generated)), 0.4, label="gen.")
-    if reference is not None:
-        theirs = nary_histogram(reference, max_arity=int(keys.max()))
-        share = [theirs.get(k, 0) / max(1, len(reference)) for k in keys]
-        axis.bar(keys + 0.2, share, 0.4, label="reference")
-    axis.set(xlabel="distinct elements", ylabel="fraction")
-    axis.legend()
-    drawn["nary_histogram"] = figure
-    return drawn
+    metrics: dict[str, float] = field(default_factory=dict)
+    columns: dict[str, Any] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def _validity_family(structures: Sequence[Structure], m: int) -> tuple[_Family, np.ndarray]:
+    """Structural and compositional validity (CDVAE definitions), and which crystals are both
+    (the ones the other families measure)."""
+    struct_ok, comp_status, comp_ok = _validity(structures)
+    valid = struct_ok & comp_ok
+    n = len(structures)
+    return _Family(
+        metrics={
+            "structural validity %": _rate(struct_ok, n, m),
+            "compositional validity %": _rate(comp_ok, n, m),
+            "valid %": _rate(valid, n, m),
+            "compositions undetermined": float(Counter(comp_status)["undetermined"]),
+        },
+        columns={"structurally_valid": struct_ok, "composition_status": comp_status},
+        counts={"valid": int(valid.sum())},
+    ), valid
+
+
+def _distribution_family(
+    valid_structures: Sequence[Structure], reference: Sequence[Structure], m: int
+) -> _Family:
+    """Wasserstein distances of density and element count to the reference (valid crystals)."""
+    enough = len(valid_structures) >= m
+    dist = property_distances(valid_structures, reference)
+    return _Family(
+        metrics={
+            "wdist density": dist.density if enough else math.nan,
+            "wdist N_el": dist.num_elements if enough else math.nan,
+        },
+        counts={"reference": len(reference)},
+    )
+
+
+def _coverage_family(
+    structures: Sequence[Structure],
+    reference: Sequence[Structure],
+    reference_fingerprints: Fingerprints | None,
+    settings: ReportSettings,
+    m: int,
+) -> _Family:
+    """Coverage recall and precision against the reference (CrystalNN and Magpie
+    fingerprints)."""
+    ref_fp = reference_fingerprints or fingerprints(reference, processes=settings.processes)
+    gen_fp = fingerprints(structures, processes=settings.processes)
+    cov = coverage(gen_fp, ref_fp, dataset=settings.dataset)
+    enough = len(structures) >= m
+    return _Family(
+        metrics={
+            "coverage recall %": 100 * cov.recall if enough else math.nan,
+            "coverage precision %": 100 * cov.precision if enough else math.nan,
+        },
+        columns={"fingerprint_ok": gen_fp.ok},
+    )
+
+
+def _uniqueness_novelty_family(
+    structures: Sequence[Structure],
+    training: Sequence[StructureLike] | None,
+    settings: ReportSettings,
+    m: int,
+) -> _Family:
+    """Uniqueness among the generated crystals, novelty against the training crystals (every
+    crystal counts as novel when no training set is given)."""
+    n = len(structures)
+    unique = np.array(uniqueness(structures, settings=settings.matcher), dtype=bool)
+    family = _Family(metrics={"unique %": _rate(unique, n, m)}, columns={"unique": unique})
+    if training is not None:
+        novel = np.array(novelty(structures, training, settings=settings.matcher), dtype=bool)
+        family.metrics["novel %"] = _rate(novel, n, m)
+        family.columns["novel"] = novel
+    return family
+
+
+def _stability_family(
+    structures: Sequence[Structure],
+    valid: np.ndarray,
+    settings: ReportSettings,
+    hull: HullReference,
+    cache: Path | None,
+    progress: bool,
+    *,
+    desc: str,
+) -> _Family:
+    """CHGNet relaxation of the valid crystals, E_hull, stable and metastable rates, and how
+    close each crystal was to its relaxed self (invalid crystals count as not stable)."""
+    n, m = len(structures), settings.min_count
+    index = np.flatnonzero(valid)
+    relaxed = [structures[i] for i in index]
+    results, e_valid, stable_v, meta_v = _stability(relaxed, settings, hull, cache, progress, desc)
+    e_hull = np.full(n, math.nan)
+    stable, meta = np.zeros(n, bool), np.zeros(n, bool)
+    e_hull[index], stable[index], meta[index] = e_valid, stable_v, meta_v
+    columns: dict[str, Any] = {"e_hull": e_hull, "stable": stable, "metastable": meta}
+    for column in _RELAX_COLUMNS:
+        values = np.full(n, None, dtype=object)
+        values[index] = [getattr(r, column) for r in results]
+        columns[column] = values
+    near = closeness(relaxed, results)
+    relaxed_rms = np.full(n, math.nan)
+    relaxed_rms[index] = near.per_structure_rms
+    columns["relaxed_rms"] = relaxed_rms
+    enough = near.num_relaxed >= m
+    return _Family(
+        metrics={
+            "stable %": _rate(stable, n, m),
+            "metastable %": _rate(meta, n, m),
+            "closeness match %": 100 * near.match_rate if enough else math.nan,
+            "closeness RMSD": near.rmsd if enough else math.nan,
+            "closeness dE eV/atom": near.delta_energy if enough else math.nan,
+            "relaxation steps": near.steps if enough else math.nan,
+        },
+        columns=columns,
+        counts={
+            "relaxed": len(relaxed),
+            "relaxation converged": sum(r.converged for r in results),
+            "relaxation stalled": sum(r.stalled for r in results),
+            "relaxation failed": sum(not r.ok for r in results),
+        },
+    )
+
+
+def _baseline_family(
+    baseline: Sequence[StructureLike],
+    settings: ReportSettings,
+    hull: HullReference,
+    cache: Path | None,
+    progress: bool,
+    *,
+    desc: str,
+) -> _Family:
+    """The stability rates of real crystals through the same pipeline as the generated ones:
+    only valid ones are relaxed, and invalid ones count as not stable."""
+    base = as_structures(baseline)
+    struct_ok, _, comp_ok = _validity(base)
+    valid = struct_ok & comp_ok
+    kept = [s for s, ok in zip(base, valid, strict=True) if ok]
+    *_, kept_stable, kept_meta = _stability(kept, settings, hull, cache, progress, desc)
+    stable, meta = np.zeros(len(base), bool), np.zeros(len(base), bool)
+    stable[valid], meta[valid] = kept_stable, kept_meta
+    m = settings.min_count
+    return _Family(
+        metrics={
+            "baseline stable %": _rate(stable, len(base), m),
+            "baseline metastable %": _rate(meta, len(base), m),
+        },
+        counts={"baseline": len(base)},
+    )
+
+
+def _sun_family(stability: _Family, novelty_family: _Family, m: int) -> _Family:
+    """S.U.N.: stable, unique among the generated crystals and novel."""
+    sun = (
+        stability.columns["stable"]
+        & novelty_family.columns["unique"]
+        & novelty_family.columns["novel"]
+    )
+    return _Family(metrics={"S.U.N. %": _rate(sun, len(sun), m)}, columns={"sun": sun})
