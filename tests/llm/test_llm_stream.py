@@ -12,10 +12,10 @@ import torch
 from transformers import TopPLogitsWarper
 
 from flowllm_kit import llm, text
+from flowllm_kit.llm.llama_step import llama_decoder
 from flowllm_kit.llm.stream import (
     _cache_keyword,
     _encode,
-    _llama_decoder,
     _Rows,
     sample_next_tokens,
     stream_generate,
@@ -111,7 +111,7 @@ def test_llama_decoding_step_equals_the_model_forward(
             for name, parameter in model.named_parameters():
                 if name.endswith("bias"):
                     parameter.normal_()
-    step = _llama_decoder(model)
+    step = llama_decoder(model)
     assert step is not None
     config = llm.LLMSamplingConfig(max_new_tokens=8)
     flight = _Rows()
@@ -142,14 +142,14 @@ def test_llama_decoding_step_is_only_for_plain_llama_models(tokenizer, make_tiny
     from peft import LoraConfig, get_peft_model
 
     adapted = get_peft_model(make_tiny_llama(tokenizer), LoraConfig(r=2, target_modules=["q_proj"]))
-    assert _llama_decoder(adapted) is None  # adapters: through the model's forward
-    assert _llama_decoder(adapted.get_base_model()) is None  # LoRA layers inside
+    assert llama_decoder(adapted) is None  # adapters: through the model's forward
+    assert llama_decoder(adapted.get_base_model()) is None  # LoRA layers inside
     scaled = make_tiny_llama(
         tokenizer, rope_parameters={"rope_type": "linear", "factor": 2.0, "rope_theta": 1e4}
     )
-    assert _llama_decoder(scaled) is None  # scaled rotary embeddings: not from the table
+    assert llama_decoder(scaled) is None  # scaled rotary embeddings: not from the table
     half = make_tiny_llama(tokenizer).to(torch.bfloat16)
-    assert _llama_decoder(half) is None  # its fused sums would round differently
+    assert llama_decoder(half) is None  # its fused sums would round differently
 
 
 def test_a_draw_does_not_depend_on_the_rows_beside_it(tokenizer) -> None:
