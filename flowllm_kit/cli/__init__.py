@@ -29,6 +29,7 @@ from flowllm_kit.cli import (
     view_command,
 )
 from flowllm_kit.cli.common import CommandError, add_common_options
+from flowllm_kit.crystal.store import CrystalFileError
 from flowllm_kit.run import RunFolderError
 
 __all__ = ["CommandError", "build_parser", "main"]
@@ -65,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.handler(args)
-    except (CommandError, RunFolderError) as error:
+    except (CommandError, RunFolderError, CrystalFileError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -1,4 +1,5 @@
-"""The parsed-dataset cache: flat arrays plus JSON metadata in one ``.npz``, no pickle.
+"""The parsed-dataset cache: one crystal file per CSV (:mod:`flowllm_kit.crystal.store`: flat
+arrays plus JSON metadata in one ``.npz``, no pickle).
 
 Parsing a 45k-row CSV takes minutes; reading its arrays back takes about a second. An entry is
 named after the SHA-256 of the CSV's bytes and :data:`PARSER_VERSION`, so an edited file or a
@@ -12,15 +13,18 @@ an unreadable or inconsistent entry counts as a miss and is rewritten.
 from __future__ import annotations
 
 import hashlib
-import json
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from flowllm_kit.data.atomic import atomic_file
+from flowllm_kit.crystal.store import (
+    CrystalFileError,
+    PackedCrystals,
+    read_crystal_file,
+    write_crystal_file,
+)
 from flowllm_kit.data.parse import MIN_DISTANCE, MIN_VOLUME_PER_ATOM
 
 __all__ = [
@@ -36,7 +40,7 @@ __all__ = [
 PARSER_VERSION = 1
 """Bump whenever parsing, reduction, checks or properties change what a CSV turns into."""
 
-_FORMAT = "flowllm_kit.parsed_dataset"
+_KIND = "parsed dataset"  # the kind of its crystal file
 
 
 @dataclass(frozen=True)
@@ -107,11 +111,15 @@ def entry_path(folder: str | Path, csv_sha256: str) -> Path:
 
 
 def write_parsed(path: str | Path, dataset: ParsedDataset, *, csv_sha256: str) -> Path:
-    """Write an entry atomically (temporary file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write an entry as a crystal file (:mod:`flowllm_kit.crystal.store`), atomically."""
+    crystals = PackedCrystals(
+        atomic_numbers=dataset.atomic_numbers,
+        frac_coords=dataset.frac_coords,
+        lengths=dataset.lengths,
+        angles=dataset.angles,
+        num_atoms=dataset.num_atoms,
+    )
     meta = {
-        "format": _FORMAT,
         **_settings(),
         "csv_sha256": csv_sha256,
         "num_rows": dataset.num_rows,
@@ -119,44 +127,31 @@ def write_parsed(path: str | Path, dataset: ParsedDataset, *, csv_sha256: str) -
         "properties": dataset.properties,
         "skipped": [list(entry) for entry in dataset.skipped],
     }
-    meta_bytes = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
-    with atomic_file(path) as sink:  # a file object, so numpy adds no ".npz"
-        np.savez(
-            sink,
-            atomic_numbers=dataset.atomic_numbers,
-            frac_coords=dataset.frac_coords,
-            lengths=dataset.lengths,
-            angles=dataset.angles,
-            num_atoms=dataset.num_atoms,
-            rows=dataset.rows,
-            meta=meta_bytes,
-        )
-    return path
+    return write_crystal_file(
+        path, _KIND, {"crystals": crystals}, arrays={"rows": dataset.rows}, meta=meta
+    )
 
 
 def read_parsed(path: str | Path, *, csv_sha256: str) -> ParsedDataset | None:
     """Read an entry; ``None`` if it is missing, unreadable, or made for other settings."""
-    path = Path(path)
-    if not path.is_file():
-        return None
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
-        meta = json.loads(arrays.pop("meta").tobytes().decode("utf-8"))
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, UnicodeDecodeError):
+        stored = read_crystal_file(path, _KIND)
+    except (FileNotFoundError, CrystalFileError):
         return None
-    if meta.get("format") != _FORMAT or meta.get("csv_sha256") != csv_sha256:
+    meta = stored.meta
+    if meta.get("csv_sha256") != csv_sha256:
         return None
     if any(meta.get(key) != value for key, value in _settings().items()):
         return None
     try:
+        crystals = stored.batches["crystals"]
         dataset = ParsedDataset(
-            atomic_numbers=arrays["atomic_numbers"],
-            frac_coords=arrays["frac_coords"],
-            lengths=arrays["lengths"],
-            angles=arrays["angles"],
-            num_atoms=arrays["num_atoms"],
-            rows=arrays["rows"],
+            atomic_numbers=crystals.atomic_numbers,
+            frac_coords=crystals.frac_coords,
+            lengths=crystals.lengths,
+            angles=crystals.angles,
+            num_atoms=crystals.num_atoms,
+            rows=stored.arrays["rows"],
             ids=list(meta["ids"]),
             properties=list(meta["properties"]),
             skipped=[(int(row), id_, str(reason)) for row, id_, reason in meta["skipped"]],

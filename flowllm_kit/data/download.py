@@ -12,8 +12,8 @@ import urllib.request
 from pathlib import Path
 from typing import BinaryIO
 
-from flowllm_kit.data.atomic import atomic_file
 from flowllm_kit.data.registry import FileCheck
+from flowllm_kit.files import atomic_file
 from flowllm_kit.progress import progress_bar
 
 __all__ = ["DownloadError", "DownloadMismatchError", "download_file"]

@@ -16,18 +16,21 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import Tensor
 from torchdiffeq import odeint
 
 from flowllm_kit.crystal import Crystal, CrystalBatch
+from flowllm_kit.crystal.store import PackedCrystals, read_crystal_file, write_crystal_file
 from flowllm_kit.flow.config import FlowSamplerConfig
 from flowllm_kit.flow.loss import VelocityField
 from flowllm_kit.geometry import lattice, torus
 from flowllm_kit.progress import progress_bar
 
 __all__ = ["FlowSamples", "Trajectory", "sample", "sample_in_chunks"]
+
+
+TRAJECTORY_KIND = "trajectory"  # the kind of its crystal file
 
 
 @dataclass(frozen=True, eq=False)
@@ -59,39 +62,33 @@ class Trajectory:
         )
 
     def save(self, path: str | Path) -> Path:
-        """Write the trajectory to an ``.npz`` file (plain arrays, readable without pickle)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        arrays = {
-            "times": self.times,
-            "frac_coords": self.frac_coords,
-            "lattice": self.lattice,
-            "atomic_numbers": self.template.atomic_numbers,
-            "num_atoms": self.template.num_atoms,
-        }
-        arrays = {key: value.detach().cpu().numpy() for key, value in arrays.items()}
-        np.savez(path, representation=np.array(self.representation), **arrays)
-        return path
+        """Write the trajectory as a crystal file (:mod:`flowllm_kit.crystal.store`): the start
+        batch, the recorded times, coordinates and lattices, and the lattice space."""
+        arrays = {"times": self.times, "frac_coords": self.frac_coords, "lattice": self.lattice}
+        return write_crystal_file(
+            path,
+            TRAJECTORY_KIND,
+            {"start": PackedCrystals.from_batch(self.template)},
+            arrays={key: value.detach().cpu().numpy() for key, value in arrays.items()},
+            meta={"representation": self.representation},
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> Trajectory:
-        """Read a file written by :meth:`save` (on the CPU); the template holds the start."""
-        with np.load(path, allow_pickle=False) as data:
-            # Files written before the representation was recorded hold the "logit" space.
-            representation = str(data["representation"]) if "representation" in data else "logit"
-            arrays = {
-                key: torch.from_numpy(data[key]) for key in data.files if key != "representation"
-            }
-        lengths, angles = lattice.unconstrained_to_lattice(arrays["lattice"][0], representation)
-        template = CrystalBatch(
-            atomic_numbers=arrays["atomic_numbers"],
-            frac_coords=arrays["frac_coords"][0],
-            lengths=lengths,
-            angles=angles,
-            num_atoms=arrays["num_atoms"],
-        )
+        """Read a file written by :meth:`save` (on the CPU).
+
+        Raises:
+            CrystalFileError: If the file is not a trajectory of this format, e.g. one written
+                by an earlier version of the kit (sample again to write it anew).
+        """
+        stored = read_crystal_file(path, TRAJECTORY_KIND)
+        arrays = {key: torch.from_numpy(value) for key, value in stored.arrays.items()}
         return cls(
-            arrays["times"], arrays["frac_coords"], arrays["lattice"], template, representation
+            arrays["times"],
+            arrays["frac_coords"],
+            arrays["lattice"],
+            stored.batches["start"].to_batch(),
+            stored.meta["representation"],
         )
 
 

@@ -7,7 +7,8 @@ atom i of c1, so c0's atoms are then reordered: per element, the optimal assignm
 (Hungarian algorithm) under the squared torus distance ``sum_k logmap(f0, f1)_k**2``.
 
 Drawing goes through :func:`flowllm_kit.llm.sample_crystals` with a samples file, so an
-interrupted build resumes; the finished set is an ``.npz`` of plain arrays (no pickle)::
+interrupted build resumes; the finished set is a crystal file (:mod:`flowllm_kit.crystal.store`,
+plain arrays, no pickle)::
 
     pairs = build_pairs(model, tokenizer, train_crystals, num_pairs=1000, run_dir="run/pairs")
     pairs.acceptance_rate, pairs.mean_distance
@@ -16,7 +17,6 @@ interrupted build resumes; the finished set is an ``.npz`` of plain arrays (no p
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,6 +28,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from flowllm_kit.crystal import Crystal
+from flowllm_kit.crystal.store import PackedCrystals, read_crystal_file, write_crystal_file
 from flowllm_kit.geometry.torus import logmap
 from flowllm_kit.llm.config import LLMSamplingConfig, PairConfig
 from flowllm_kit.llm.sample import sample_crystals
@@ -87,6 +88,9 @@ def _rms_distance(c0: Crystal, c1: Crystal) -> float:
     return float((u**2).sum(dim=-1).mean().sqrt())
 
 
+PAIR_SET_KIND = "pair set"  # the kind of its crystal file
+
+
 @dataclass(frozen=True)
 class PairSet:
     """Aligned pairs: ``c0[i]`` (LLM) has the atoms of ``c1[i]`` (target) in the same order."""
@@ -122,50 +126,32 @@ class PairSet:
         return PairSet(noisy, self.c1, self.target_indices, self.num_draws, self.rejections)
 
     def save(self, path: str | Path) -> Path:
-        """Write flat arrays to an ``.npz`` file (readable without pickle)."""
-        path = Path(path)
-        # An empty set (nothing accepted) is saved too, so the counts of what was rejected survive.
-        arrays = {
-            "num_atoms": np.array([c.num_atoms for c in self.c1], dtype=np.int64),
-            "atomic_numbers": np.concatenate([[], *(c.atomic_numbers for c in self.c1)]).astype(
-                np.int64
-            ),
-            "target_indices": np.asarray(self.target_indices, dtype=np.int64),
-            "stats": np.array(json.dumps({"num_draws": self.num_draws, **self.rejections})),
-        }
-        for name, crystals in (("c0", self.c0), ("c1", self.c1)):
-            arrays[f"{name}_frac_coords"] = np.concatenate(
-                [np.zeros((0, 3)), *(c.frac_coords for c in crystals)]
-            )
-            arrays[f"{name}_lengths"] = np.array([c.lengths for c in crystals]).reshape(-1, 3)
-            arrays[f"{name}_angles"] = np.array([c.angles for c in crystals]).reshape(-1, 3)
-        partial = path.with_name(path.name + ".partial.npz")
-        np.savez(partial, **arrays)
-        partial.replace(path)
-        return path
+        """Write the pair set as a crystal file (:mod:`flowllm_kit.crystal.store`), atomically.
+        An empty set is saved too, so the counts of what was rejected survive."""
+        return write_crystal_file(
+            path,
+            PAIR_SET_KIND,
+            {
+                "c0": PackedCrystals.from_crystals(self.c0),
+                "c1": PackedCrystals.from_crystals(self.c1),
+            },
+            arrays={"target_indices": np.asarray(self.target_indices, dtype=np.int64)},
+            meta={"num_draws": self.num_draws, "rejections": dict(self.rejections)},
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> PairSet:
-        """Read a file written by :meth:`save`."""
-        with np.load(path, allow_pickle=False) as data:
-            ends = np.cumsum(data["num_atoms"])
-            starts = ends - data["num_atoms"]
-            stats = json.loads(str(data["stats"]))
-            pairs = {
-                name: [
-                    Crystal(
-                        atomic_numbers=data["atomic_numbers"][s:e],
-                        frac_coords=data[f"{name}_frac_coords"][s:e],
-                        lengths=data[f"{name}_lengths"][i],
-                        angles=data[f"{name}_angles"][i],
-                    )
-                    for i, (s, e) in enumerate(zip(starts, ends, strict=True))
-                ]
-                for name in ("c0", "c1")
-            }
-            targets = data["target_indices"].copy()
-        num_draws = stats.pop("num_draws")
-        return cls(pairs["c0"], pairs["c1"], targets, num_draws, stats)
+        """Read a file written by :meth:`save`.
+
+        Raises:
+            CrystalFileError: If the file is not a pair set of this format, e.g. one written by
+                an earlier version of the kit (``build_pairs`` writes it again from the draws
+                it kept, without drawing anew).
+        """
+        stored = read_crystal_file(path, PAIR_SET_KIND)
+        c0, c1 = (stored.batches[name].to_crystals() for name in ("c0", "c1"))
+        targets = stored.arrays["target_indices"].copy()
+        return cls(c0, c1, targets, int(stored.meta["num_draws"]), dict(stored.meta["rejections"]))
 
 
 def build_pairs(

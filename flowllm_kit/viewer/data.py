@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ import numpy as np
 
 from flowllm_kit.crystal import Crystal
 from flowllm_kit.crystal.io import crystal_from_dict, read_jsonl
+from flowllm_kit.crystal.store import CrystalFileError
 from flowllm_kit.llm.draws import LLMDraw, read_draws
 from flowllm_kit.run import RunFolder, RunFolderError
 
@@ -199,7 +201,12 @@ def _load_system(folder: Path, name: SystemName) -> SystemSamples | None:
     records = read_jsonl(run.samples_file(name), repair=False)  # the viewer only reads
     crystals = tuple(crystal_from_dict(r) for r in records if "atomic_numbers" in r)
     trajectory_file = run.trajectory(name)
-    trajectory = Trajectory.load(trajectory_file) if trajectory_file.is_file() else None
+    trajectory = None
+    if trajectory_file.is_file():
+        try:
+            trajectory = Trajectory.load(trajectory_file)
+        except CrystalFileError as error:  # e.g. written by an earlier version of the kit
+            warnings.warn(f"trajectory not shown: {error}", stacklevel=2)
     if trajectory is not None and not crystals:  # trajectories alone: their last states
         last = trajectory.crystals_at(len(trajectory) - 1).to_crystals()
         crystals = tuple(c.replace(id=f"{name}-{i}") for i, c in enumerate(last))
