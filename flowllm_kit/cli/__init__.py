@@ -11,8 +11,10 @@ Usage::
     python -m flowllm_kit view       runs/smoke --port 8050
     python -m flowllm_kit presets    show demo
 
-Every command calls the same package functions as notebooks 03-07, with the same presets, and
-reads and writes the same run folder (``runs/<preset>`` unless ``--run-dir`` is given).
+Every command calls the same stage functions as notebooks 03-07 (:mod:`flowllm_kit.stages`),
+with the same presets, and reads and writes the same run folder (``runs/<preset>`` unless
+``--run-dir`` is given). Each command imports what it runs inside its handler, so that
+``--help`` and a light command start without loading torch, transformers and CHGNet.
 """
 
 from __future__ import annotations

@@ -135,7 +135,7 @@ class Crystal:
         cls, structure: Structure, *, id: str | None = None, **properties: Any
     ) -> Crystal:
         """From a pymatgen ``Structure`` (ordered sites only)."""
-        from flowllm_kit.crystal import convert
+        from flowllm_kit.crystal import convert  # it imports this module: import when called
 
         return convert.from_structure(structure, id=id, **properties)
 

@@ -33,6 +33,7 @@ from typing import Literal
 import numpy as np
 
 from flowllm_kit.crystal.convert import StructureLike, as_structures
+from flowllm_kit.evaluate.validity import structural_validity
 
 __all__ = [
     "COVERAGE_CUTOFFS",
@@ -186,7 +187,6 @@ def fingerprints(
     """
     prepared = as_structures(structures)
     processes = processes or os.cpu_count() or 1
-    from flowllm_kit.evaluate.validity import structural_validity
 
     compute = structural_validity(prepared) if skip_invalid else [True] * len(prepared)
     one = partial(_fingerprint_task, time_limit=time_limit)

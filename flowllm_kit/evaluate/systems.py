@@ -16,8 +16,12 @@ from pathlib import Path
 import numpy as np
 
 from flowllm_kit.crystal import Crystal
+from flowllm_kit.crystal.io import crystal_from_dict, read_jsonl
+from flowllm_kit.data import locate_csv
+from flowllm_kit.data.paths import data_roots
 from flowllm_kit.evaluate.coverage import Fingerprints, fingerprints
 from flowllm_kit.evaluate.hull import HullReference
+from flowllm_kit.llm.draws import read_draws
 from flowllm_kit.run import LLM_ONLY, RunFolder
 
 __all__ = [
@@ -50,8 +54,6 @@ def find_systems(run_dir: str | Path, *, n: int | None = None) -> dict[str, list
     Returns:
         ``{system: crystals}``, the ``samples/`` files in name order, then ``llm_only``.
     """
-    from flowllm_kit.crystal.io import crystal_from_dict, read_jsonl
-    from flowllm_kit.llm.draws import read_draws
 
     systems: dict[str, list[Crystal]] = {}
     for name, path in RunFolder(run_dir).sample_sets().items():
@@ -103,7 +105,6 @@ def elemental_reference_file(root: str | Path | None = None) -> Path | None:
     Args:
         root: A data folder searched first (see :func:`flowllm_kit.data.paths.data_roots`).
     """
-    from flowllm_kit.data.paths import data_roots
 
     found = (r / ELEMENTAL_REFERENCE_FILE for r in data_roots(root))
     return next((path for path in found if path.is_file()), None)
@@ -122,7 +123,6 @@ def dataset_hull(dataset: str, *, root: str | Path | None = None) -> HullReferen
     Raises:
         FileNotFoundError: If the elemental file is there but a CSV of ``dataset`` is not.
     """
-    from flowllm_kit.data import locate_csv
 
     elemental = elemental_reference_file(root)
     if elemental is None:

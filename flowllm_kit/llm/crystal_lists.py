@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from flowllm_kit.crystal import Crystal
+from flowllm_kit.data import load_dataset
 
 __all__ = ["CRYSTAL_LISTS_FILE", "CrystalLists", "read_crystal_lists", "write_crystal_lists"]
 
@@ -75,7 +76,6 @@ def read_crystal_lists(llm_dir: str | Path) -> CrystalLists:
     Raises:
         FileNotFoundError: If the folder has no ``crystals.json``.
     """
-    from flowllm_kit.data import load_dataset
 
     lists = json.loads((Path(llm_dir) / CRYSTAL_LISTS_FILE).read_text())
     train_ids, eval_ids = set(lists["train_ids"]), set(lists["eval_ids"])

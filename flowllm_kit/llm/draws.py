@@ -21,6 +21,7 @@ from typing import Any
 
 from flowllm_kit.crystal import Crystal
 from flowllm_kit.crystal.io import crystal_from_dict, crystal_to_dict, read_jsonl
+from flowllm_kit.text import ParseError
 
 __all__ = ["TRUNCATED", "LLMDraw", "judge", "llm_starts", "read_draws"]
 
@@ -73,7 +74,6 @@ def judge(
         decode: Text -> crystal; raises :class:`~flowllm_kit.text.ParseError` with a reason.
         accept: Extra check of a parsed crystal: None to keep it, or the reason to reject it.
     """
-    from flowllm_kit.text import ParseError
 
     if text is None:
         return LLMDraw(draw, None, TRUNCATED)

@@ -26,6 +26,8 @@ import numpy as np
 import torch
 
 from flowllm_kit.llm.config import FinetuneConfig, LLMConfig
+from flowllm_kit.progress import Reporter
+from flowllm_kit.text.prompts import training_text
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
@@ -39,7 +41,6 @@ Render = Callable[[Any, np.random.Generator], str]
 def render_training_text(config: FinetuneConfig, tokenizer: PreTrainedTokenizerBase) -> Render:
     """The default :data:`Render`: strings pass through, crystals go through
     :func:`flowllm_kit.text.training_text` with the options in ``config``."""
-    from flowllm_kit.text.prompts import training_text
 
     def render(item: Any, rng: np.random.Generator) -> str:
         if isinstance(item, str):
@@ -185,8 +186,6 @@ def _progress_callback(desc: str) -> TrainerCallback:
     """Relays the Trainer's step and running loss to the series runner's terminal
     (:mod:`flowllm_kit.progress`); inactive outside the runner."""
     from transformers import TrainerCallback
-
-    from flowllm_kit.progress import Reporter
 
     class Report(TrainerCallback):
         reporter: Reporter | None = None

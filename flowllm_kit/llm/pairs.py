@@ -33,6 +33,7 @@ from flowllm_kit.geometry.torus import logmap
 from flowllm_kit.llm.config import LLMSamplingConfig, PairConfig
 from flowllm_kit.llm.sample import sample_crystals
 from flowllm_kit.run import PAIRS_FILE
+from flowllm_kit.text import formula_prompt
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -192,7 +193,6 @@ def build_pairs(
         The aligned :class:`PairSet` (with ``config.noise_std`` noise on c0, if set); also
         saved, noise-free, to ``run_dir/pairs.npz``.
     """
-    from flowllm_kit.text import formula_prompt
 
     if not train:
         raise ValueError("build_pairs needs at least one training crystal")

@@ -26,10 +26,14 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from flowllm_kit import text
 from flowllm_kit.crystal import Crystal
 from flowllm_kit.crystal.io import append_jsonl
 from flowllm_kit.llm.config import LLMSamplingConfig
+from flowllm_kit.llm.constrain import CompositionConstraint
 from flowllm_kit.llm.draws import Accept, LLMDraw, judge, read_draws
+from flowllm_kit.llm.stream import stream_generate, supports_streaming
+from flowllm_kit.progress import progress_bar as bar_of
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -79,8 +83,6 @@ def generate_texts(
     sampling: dict[str, Any] = {"temperature": config.temperature, "top_p": config.top_p}
     if compositions is not None:
         from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
-
-        from flowllm_kit.llm.constrain import CompositionConstraint
 
         if len(compositions) != len(prompts):
             raise ValueError(f"{len(compositions)} compositions for {len(prompts)} prompts")
@@ -218,8 +220,6 @@ def sample_crystals(
         ValueError: If some weight of ``model`` is NaN or infinite (a diverged training run),
             which would otherwise surface as an obscure error deep inside the sampling.
     """
-    from flowllm_kit import text
-    from flowllm_kit.progress import progress_bar as bar_of
 
     _check_finite(model)
     start = time.perf_counter()
@@ -237,8 +237,6 @@ def sample_crystals(
             result.crystals.append(record.crystal)
             result.texts.append(record.text)
             result.draws.append(record.draw)
-
-    from flowllm_kit.llm.stream import supports_streaming
 
     if config.continuous and compositions is None and supports_streaming(model):
         records = _draw_continuously(
@@ -322,8 +320,6 @@ def _draw_continuously(
     any such prefix, since each draw's text depends only on ``seed`` and its index. Adds the
     tokens and time of generation to ``result``.
     """
-    from flowllm_kit.llm.stream import stream_generate
-    from flowllm_kit.progress import progress_bar as bar_of
 
     done = {record.draw: record for record in records}
     redo = sorted(set(range(max(done, default=-1) + 1)) - set(done))

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from flowllm_kit.crystal.convert import as_structures
+from flowllm_kit.progress import progress_bar
 from flowllm_kit.relax.chgnet_model import resolve_device
 from flowllm_kit.relax.config import RelaxConfig
 from flowllm_kit.relax.relax import single_threaded
@@ -47,8 +48,6 @@ def relax_structures_reference(
         A :class:`RelaxResult` per input, in input order.
     """
     from chgnet.model import CHGNet, StructOptimizer
-
-    from flowllm_kit.progress import progress_bar
 
     config = config or RelaxConfig()
     if config.stall_steps is not None:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from flowllm_kit.crystal.convert import as_structures
+from flowllm_kit.progress import progress_bar
 from flowllm_kit.relax.batched import relax_in_batches
 from flowllm_kit.relax.cache import RelaxCache, relax_key
 from flowllm_kit.relax.chgnet_model import CHGNetModel, load_chgnet, resolve_device
@@ -63,7 +64,6 @@ def relax_structures(
         >>> results = relax_structures(structures, cache_path="relax.jsonl")  # doctest: +SKIP
         >>> [r.final_energy_per_atom for r in results]  # doctest: +SKIP
     """
-    from flowllm_kit.progress import progress_bar
 
     config = config or RelaxConfig()
     inputs = as_structures(structures)

@@ -24,9 +24,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from flowllm_kit import llm, text
 from flowllm_kit.crystal import Crystal
 from flowllm_kit.data import load_dataset
-from flowllm_kit.llm.config import LLMConfig, PairConfig
+from flowllm_kit.llm.config import LLMConfig, PairConfig, llm_preset
 from flowllm_kit.llm.crystal_lists import write_crystal_lists
 from flowllm_kit.llm.pairs import PairSet, build_pairs
 from flowllm_kit.llm.sample import DRAWS_PER_CRYSTAL, LLMSamples, sample_crystals
@@ -82,7 +83,6 @@ def select_crystals(
     preset's ``max_atoms``, ``max_train_crystals`` (else the data preset's cap) and
     ``max_eval_crystals``.
     """
-    from flowllm_kit.llm.config import llm_preset
 
     finetune = llm_preset(preset).finetune
     data = get_preset(preset).data
@@ -118,7 +118,6 @@ def train_llm(
         model, tokenizer: A model built from ``config`` (e.g. to show its parts first).
         resume: Continue from the last checkpoint in ``run.llm`` when there is one.
     """
-    from flowllm_kit import llm, text
 
     write_crystal_lists(
         run.llm, dataset=crystals.dataset, train_split=crystals.train_split,
@@ -146,7 +145,6 @@ def load_llm(run: RunFolder) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, 
     Raises:
         RunFolderError: If the run folder holds no fine-tuned model.
     """
-    from flowllm_kit import llm
 
     model, tokenizer = llm.load_model(run.require(run.llm_model, "model", _WRITERS["llm"]))
     config_file = run.require(run.llm_config, "LLM settings", _WRITERS["llm"])

@@ -30,11 +30,15 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import numpy as np
 
+from flowllm_kit import text
 from flowllm_kit.crystal import Crystal
 from flowllm_kit.crystal.io import crystal_from_dict, read_jsonl
 from flowllm_kit.crystal.store import CrystalFileError
+from flowllm_kit.flow.sampler import Trajectory
+from flowllm_kit.geometry import torus
 from flowllm_kit.llm.draws import LLMDraw, read_draws
 from flowllm_kit.run import RunFolder, RunFolderError
+from flowllm_kit.viz.trajectory import crystal_path
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -151,7 +155,6 @@ class CrystalText(NamedTuple):
 
 def _trajectory_crystal(trajectory: Trajectory, index: int) -> list[Frame]:
     """Every recorded state of crystal ``index`` of a trajectory batch (wrapped coordinates)."""
-    from flowllm_kit.viz.trajectory import crystal_path
 
     path = crystal_path(trajectory, index, unwrap=False)
     return [
@@ -186,16 +189,12 @@ def _torus_distance(f_0: np.ndarray, f_1: np.ndarray) -> float:
     """Largest fractional component of the shortest steps from ``f_0`` to ``f_1`` (``(n, 3)``)."""
     import torch
 
-    from flowllm_kit.geometry import torus
-
     return float(torus.logmap(torch.tensor(f_0), torch.tensor(f_1)).abs().max())
 
 
 def _load_system(folder: Path, name: SystemName) -> SystemSamples | None:
     """The samples of one system, or None when the folder holds none."""
     import pandas as pd
-
-    from flowllm_kit.flow.sampler import Trajectory
 
     run = RunFolder(folder)
     records = read_jsonl(run.samples_file(name), repair=False)  # the viewer only reads
@@ -322,7 +321,6 @@ def crystal_text(run: RunView, system: str, index: int) -> CrystalText | None:
     whose draw is missing or has no stored text gets its start crystal written as text with
     :func:`flowllm_kit.text.encode`. FlowMM crystals start from noise: None.
     """
-    from flowllm_kit import text
 
     draw = _llm_draw(run, system, index)
     kept = " (FlowLLM-Types keeps only its atom types)" if system == "flowllm_types" else ""
