@@ -9,8 +9,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from flowllm_kit.cli.common import CommandError
-from flowllm_kit.cli.view_command import add_viewer_options, serve_viewer
+from flowllm_kit.viewer.options import ViewerError, add_viewer_options, serve_viewer
 
 __all__ = ["build_parser", "main"]
 
@@ -35,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         serve_viewer(args, args.run_dir)
-    except CommandError as error:
+    except ViewerError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0
