@@ -303,6 +303,7 @@ def run_series(
                     "preset": preset,
                     "seconds": timings[notebook.stem],
                     "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+                    "commit": _commit(),
                     "work": work,
                 }
             )
@@ -347,16 +348,18 @@ def record_times(
 ) -> Path:
     """Store the stage times of a finished run folder (its stage markers: wall time and the
     long work inside each notebook) as the expected times of ``preset`` in
-    ``<notebooks_dir>/stage_times.json``, with the date, machine and commit; returns the file.
+    ``<notebooks_dir>/stage_times.json``, with the date, this machine and the commit the stages
+    ran at; returns the file.
 
     Raises:
         ValueError: If the run folder has no finished stage of ``preset``.
     """
     markers = sorted(RunFolder(run_dir).stages.glob("*.json"))
-    stages = {}
+    stages, commits = {}, set()
     for marker in markers:
         record = json.loads(marker.read_text())
         if record.get("preset") == preset:
+            commits.add(record.get("commit", "unknown"))
             stages[marker.stem] = {
                 "seconds": round(float(record["seconds"]), 1),
                 "work": record.get("work", []),
@@ -366,7 +369,8 @@ def record_times(
     path = Path(notebooks_dir) / STAGE_TIMES_FILE
     table = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     when = datetime.date.today().isoformat()
-    measured = f"measured {when} on {_machine()} at commit {_commit()}"
+    commit = ", ".join(sorted(commits))  # the commit(s) the stages ran at
+    measured = f"measured {when} on {_machine()} at commit {commit}"
     table[preset] = {"measured": measured + (f"; {note}" if note else ""), "stages": stages}
     path.write_text(json.dumps(table, indent=1) + "\n", encoding="utf-8")
     return path

@@ -34,6 +34,7 @@ import numpy as np
 
 from flowllm_kit.crystal.convert import StructureLike, as_structures
 from flowllm_kit.evaluate.validity import structural_validity
+from flowllm_kit.progress import progress_bar
 
 __all__ = [
     "COVERAGE_CUTOFFS",
@@ -163,6 +164,7 @@ def fingerprints(
     start_method: Literal["fork", "spawn", "forkserver"] | None = None,
     time_limit: float | None = FINGERPRINT_TIME_LIMIT,
     skip_invalid: bool = True,
+    desc: str = "CrystalNN fingerprints",
 ) -> Fingerprints:
     """Structure and composition fingerprints of every structure.
 
@@ -181,6 +183,7 @@ def fingerprints(
         start_method: Multiprocessing start method (default: the platform's).
         time_limit: Seconds a structure's CrystalNN fingerprint may take before it is given
             up as failed (:data:`FINGERPRINT_TIME_LIMIT`); ``None``: no limit.
+        desc: Label of the progress the series runner shows.
 
     Returns:
         :class:`Fingerprints` with one row per structure, in order.
@@ -191,13 +194,22 @@ def fingerprints(
     compute = structural_validity(prepared) if skip_invalid else [True] * len(prepared)
     one = partial(_fingerprint_task, time_limit=time_limit)
     tasks = list(zip(prepared, compute, strict=True))
-    if processes == 1 or len(prepared) < 8:
-        rows = [one(task) for task in tasks]
-    else:
-        context = multiprocessing.get_context(start_method)
-        with context.Pool(processes) as pool:
-            # One structure per task: a slow structure delays only itself, not a whole chunk.
-            rows = list(pool.imap(one, tasks, chunksize=1))
+    # No bar in a notebook (the reference set's is cached and the systems' are quick), but the
+    # series runner shows it: the first run fingerprints hundreds of reference crystals.
+    with progress_bar(total=len(tasks), desc=desc, unit="crystals", disable=True) as bar:
+        if processes == 1 or len(prepared) < 8:
+            rows = []
+            for task in tasks:
+                rows.append(one(task))
+                bar.update(1)
+        else:
+            context = multiprocessing.get_context(start_method)
+            with context.Pool(processes) as pool:
+                # One structure per task: a slow structure delays only itself, not a chunk.
+                rows = []
+                for row in pool.imap(one, tasks, chunksize=1):
+                    rows.append(row)
+                    bar.update(1)
     if not rows:
         return Fingerprints(np.empty((0, STRUCTURE_SIZE)), np.empty((0, COMPOSITION_SIZE)))
     return Fingerprints(

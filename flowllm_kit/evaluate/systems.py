@@ -146,6 +146,8 @@ def reference_fingerprints(
     path = Path(path)
     if path.is_file():
         return Fingerprints.load(path)
-    computed = fingerprints(list(reference), processes=processes)
+    computed = fingerprints(
+        list(reference), processes=processes, desc="CrystalNN fingerprints (reference)"
+    )
     computed.save(path)
     return computed
