@@ -34,13 +34,13 @@ def test_cache_hit_equals_fresh_parse(data_root: Path, isolated_environment: Pat
     assert second.sha256 == "aa1908f49931664150ffa996b6a955f948f8622e482d4f61eec6f6e134fddda6"
     assert_same_crystals(first.crystals, second.crystals)
     assert_same_crystals(uncached, second.crystals)
-    # The entry is plain arrays: readable without pickle.
+    # The entry is a crystal file (plain arrays, readable without pickle).
     entry = entry_path(parsed_cache_dir(), second.sha256)
     assert entry.parent.parent == isolated_environment
     with np.load(entry, allow_pickle=False) as archive:
-        assert archive["num_atoms"].sum() == archive["atomic_numbers"].shape[0]
+        assert archive["crystals.num_atoms"].sum() == archive["crystals.atomic_numbers"].shape[0]
         meta = json.loads(archive["meta"].tobytes())
-    assert meta["ids"] == [c.id for c in second.crystals]
+    assert meta["kind"] == "parsed dataset" and meta["ids"] == [c.id for c in second.crystals]
 
 
 def test_use_cache_false_writes_nothing(data_root: Path, isolated_environment: Path) -> None:

@@ -32,12 +32,15 @@ def subset_hull(data_root):
     )
 
 
-def _fake_relax(hull: HullReference, configs: list[RelaxConfig]):
-    """A relaxer that leaves structures alone and returns their DFT energy from the hull."""
+def _fake_relax(hull: HullReference, configs: list[RelaxConfig], labels: list[str] | None = None):
+    """A relaxer that leaves structures alone and returns their DFT energy from the hull; it
+    records each call's config and progress label."""
+    labels = [] if labels is None else labels
     energy = {e.composition.reduced_formula: e.energy_per_atom for e in hull.entries}
 
-    def fake(structures, *, config, cache_path, progress):
+    def fake(structures, *, config, cache_path, progress, desc):
         configs.append(config)
+        labels.append(desc)
         return [
             RelaxResult(
                 initial_energy_per_atom=energy[s.composition.reduced_formula] + 0.01,
@@ -54,7 +57,9 @@ def _fake_relax(hull: HullReference, configs: list[RelaxConfig]):
 
 def test_report_numbers_and_files(mp20_subset_test, subset_hull, monkeypatch, tmp_path):
     configs: list[RelaxConfig] = []
-    monkeypatch.setattr(report_module, "relax_structures", _fake_relax(subset_hull, configs))
+    labels: list[str] = []
+    fake = _fake_relax(subset_hull, configs, labels)
+    monkeypatch.setattr(report_module, "relax_structures", fake)
     frame, structures = mp20_subset_test
     crystals = structures[:6]
     squashed = Structure(Lattice.cubic(5.0), ["Na", "Cl"], [[0, 0, 0], [0.02, 0, 0]])
@@ -67,7 +72,9 @@ def test_report_numbers_and_files(mp20_subset_test, subset_hull, monkeypatch, tm
         hull=subset_hull,
         baseline=[*structures[:6], squashed],  # the fake relaxer fails on squashed NaCl
         settings=settings,
+        label="demo",
     )
+    assert labels == ["CHGNet relax (demo)", "CHGNet relax baseline (demo)"]  # progress labels
     metrics, table = result.metrics, result.per_structure
     # generated, then baseline; `processes` becomes the relaxation's worker count
     assert [c.num_workers for c in configs] == [1, 1]
