@@ -1,8 +1,9 @@
 """The crystal types that flow through every stage of the kit.
 
 :class:`Crystal` is one structure (NumPy arrays); :class:`CrystalBatch` is many structures as
-flat torch tensors. Conversions to and from pymatgen, ASE and CIF live in
-:mod:`flowllm_kit.crystal.convert`.
+flat torch tensors. A crystal converts itself to and from pymatgen and ASE; many structures, raw
+cells and CIF go through :mod:`flowllm_kit.crystal.convert`; batches are stored with
+:mod:`flowllm_kit.crystal.store`.
 """
 
 from __future__ import annotations

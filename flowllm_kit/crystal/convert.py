@@ -1,6 +1,8 @@
-"""Conversions between :class:`Crystal` and pymatgen, ASE and CIF, all in one place: the kit
-builds a pymatgen ``Structure`` nowhere else (the relaxation's cells and positions come back
-through :func:`structure_from_cell`, mixed inputs through :func:`as_structures`)."""
+"""Conversions between crystals and pymatgen, ASE and CIF beyond one crystal's own
+(``Crystal.to_structure``, ``Crystal.from_structure``, ``Crystal.to_ase``, ``Crystal.from_ase``):
+many structures of either kind (:func:`as_structures`), raw cells and positions such as the
+relaxation's (:func:`structure_from_cell`), and CIF. Together with those methods, the one place
+the kit builds pymatgen structures."""
 
 from __future__ import annotations
 
@@ -13,49 +15,12 @@ import numpy as np
 from flowllm_kit.crystal.crystal import Crystal
 
 if TYPE_CHECKING:
-    from ase import Atoms
     from pymatgen.core import Structure
 
-__all__ = [
-    "StructureLike",
-    "as_structures",
-    "from_ase",
-    "from_structure",
-    "structure_from_cell",
-    "to_ase",
-    "to_cif",
-    "to_structure",
-    "write_cif",
-]
+__all__ = ["StructureLike", "as_structures", "structure_from_cell", "to_cif", "write_cif"]
 
 StructureLike = Union["Structure", Crystal]
 """What functions that take structures accept: pymatgen ``Structure`` or kit :class:`Crystal`."""
-
-
-def from_structure(structure: Structure, *, id: str | None = None, **properties: Any) -> Crystal:
-    """Crystal from a pymatgen ``Structure``.
-
-    Raises:
-        ValueError: If the structure has partially occupied (disordered) sites.
-    """
-    if not structure.is_ordered:
-        raise ValueError(f"structure {id or structure.formula!r} is disordered; order it first")
-    return Crystal(
-        atomic_numbers=[site.specie.Z for site in structure],
-        frac_coords=structure.frac_coords,
-        lengths=structure.lattice.abc,
-        angles=structure.lattice.angles,
-        id=id,
-        properties=properties,
-    )
-
-
-def to_structure(crystal: Crystal) -> Structure:
-    """pymatgen ``Structure`` from a crystal (lattice built from its six parameters)."""
-    from pymatgen.core import Lattice, Structure
-
-    lattice = Lattice.from_parameters(*crystal.lengths, *crystal.angles)
-    return Structure(lattice, crystal.atomic_numbers.tolist(), crystal.frac_coords)
 
 
 def structure_from_cell(
@@ -89,7 +54,7 @@ def as_structures(items: Iterable[StructureLike]) -> list[Structure]:
     out = []
     for item in items:
         if isinstance(item, Crystal):
-            out.append(to_structure(item))
+            out.append(item.to_structure())
         elif isinstance(item, Structure):
             out.append(item)
         else:
@@ -99,42 +64,11 @@ def as_structures(items: Iterable[StructureLike]) -> list[Structure]:
     return out
 
 
-def from_ase(atoms: Atoms, *, id: str | None = None, **properties: Any) -> Crystal:
-    """Crystal from a periodic ASE ``Atoms``.
-
-    Raises:
-        ValueError: If the atoms are not periodic in all three directions.
-    """
-    if not np.all(atoms.pbc):
-        raise ValueError(f"ASE atoms {id or atoms.get_chemical_formula()!r} must be periodic in 3D")
-    cell = atoms.cell
-    return Crystal(
-        atomic_numbers=atoms.numbers,
-        frac_coords=atoms.get_scaled_positions(wrap=True),
-        lengths=cell.lengths(),
-        angles=cell.angles(),
-        id=id,
-        properties=properties,
-    )
-
-
-def to_ase(crystal: Crystal) -> Atoms:
-    """Periodic ASE ``Atoms`` (cell in pymatgen's orientation)."""
-    from ase import Atoms
-
-    return Atoms(
-        numbers=crystal.atomic_numbers,
-        scaled_positions=crystal.frac_coords,
-        cell=crystal.lattice_matrix,
-        pbc=True,
-    )
-
-
 def to_cif(crystal: Crystal, *, name: str | None = None) -> str:
     """One CIF data block (P1) for the crystal, named after ``name`` or its id."""
     from pymatgen.io.cif import CifWriter
 
-    text = str(CifWriter(to_structure(crystal)))
+    text = str(CifWriter(crystal.to_structure()))
     block = name or crystal.id or crystal.formula
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in block)
     lines = text.splitlines()

@@ -130,33 +130,67 @@ class Crystal:
         """A copy with some fields changed, e.g. ``crystal.replace(frac_coords=new)``."""
         return dataclasses.replace(self, **changes)
 
+    # The conversions of one crystal to and from pymatgen and ASE live on the class (with
+    # :mod:`flowllm_kit.crystal.convert` for many structures, raw cells and CIF); pymatgen and
+    # ASE are heavy, so they are imported when a conversion is asked for.
     @classmethod
     def from_structure(
         cls, structure: Structure, *, id: str | None = None, **properties: Any
     ) -> Crystal:
-        """From a pymatgen ``Structure`` (ordered sites only)."""
-        from flowllm_kit.crystal import convert  # it imports this module: import when called
+        """From a pymatgen ``Structure`` (ordered sites only).
 
-        return convert.from_structure(structure, id=id, **properties)
+        Raises:
+            ValueError: If the structure has partially occupied (disordered) sites.
+        """
+        if not structure.is_ordered:
+            raise ValueError(f"structure {id or structure.formula!r} is disordered; order it first")
+        return cls(
+            atomic_numbers=[site.specie.Z for site in structure],
+            frac_coords=structure.frac_coords,
+            lengths=structure.lattice.abc,
+            angles=structure.lattice.angles,
+            id=id,
+            properties=properties,
+        )
 
     def to_structure(self) -> Structure:
-        """To a pymatgen ``Structure``."""
-        from flowllm_kit.crystal import convert
+        """To a pymatgen ``Structure`` (lattice built from the six parameters, c along z)."""
+        from pymatgen.core import Lattice, Structure
 
-        return convert.to_structure(self)
+        lattice = Lattice.from_parameters(*self.lengths, *self.angles)
+        return Structure(lattice, self.atomic_numbers.tolist(), self.frac_coords)
 
     @classmethod
     def from_ase(cls, atoms: Atoms, *, id: str | None = None, **properties: Any) -> Crystal:
-        """From a periodic ASE ``Atoms``."""
-        from flowllm_kit.crystal import convert
+        """From a periodic ASE ``Atoms``.
 
-        return convert.from_ase(atoms, id=id, **properties)
+        Raises:
+            ValueError: If the atoms are not periodic in all three directions.
+        """
+        if not np.all(atoms.pbc):
+            raise ValueError(
+                f"ASE atoms {id or atoms.get_chemical_formula()!r} must be periodic in 3D"
+            )
+        cell = atoms.cell
+        return cls(
+            atomic_numbers=atoms.numbers,
+            frac_coords=atoms.get_scaled_positions(wrap=True),
+            lengths=cell.lengths(),
+            angles=cell.angles(),
+            id=id,
+            properties=properties,
+        )
 
     def to_ase(self) -> Atoms:
-        """To an ASE ``Atoms`` with periodic boundary conditions."""
-        from flowllm_kit.crystal import convert
+        """To an ASE ``Atoms`` with periodic boundary conditions (pymatgen's cell orientation)."""
+        from ase import Atoms
 
-        return convert.to_ase(self)
+        return Atoms(
+            numbers=self.atomic_numbers,
+            scaled_positions=self.frac_coords,
+            cell=self.lattice_matrix,
+            pbc=True,
+        )
 
     def __repr__(self) -> str:
         lengths = ", ".join(f"{x:.3f}" for x in self.lengths)

@@ -50,13 +50,8 @@ from flowllm_kit.evaluate.properties import (
     nary_histogram,
     property_distances,
 )
-from flowllm_kit.evaluate.report import (
-    REPORT_PRESETS,
-    Report,
-    ReportSettings,
-    report,
-    report_preset,
-)
+from flowllm_kit.evaluate.report import Report, report
+from flowllm_kit.evaluate.settings import REPORT_PRESETS, ReportSettings, report_preset
 from flowllm_kit.evaluate.sun import (
     CLOSENESS_MATCHER,
     DEFAULT_MATCHER,

@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,9 +35,9 @@ from flowllm_kit.evaluate.coverage import Fingerprints, coverage, fingerprints
 from flowllm_kit.evaluate.figures import report_figures
 from flowllm_kit.evaluate.hull import HullReference, stability_flags
 from flowllm_kit.evaluate.properties import element_counts, property_distances
-from flowllm_kit.evaluate.sun import DEFAULT_MATCHER, MatcherSettings, novelty, uniqueness
+from flowllm_kit.evaluate.settings import ReportSettings
+from flowllm_kit.evaluate.sun import novelty, uniqueness
 from flowllm_kit.evaluate.validity import composition_status, structural_validity
-from flowllm_kit.presets import lookup_preset
 from flowllm_kit.relax import RelaxConfig, RelaxResult, relax_structures
 from flowllm_kit.run import METRICS_JSON, PER_STRUCTURE_CSV, REPORT_SETTINGS_JSON
 
@@ -46,51 +46,12 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
     from pymatgen.core import Structure
 
-__all__ = ["REPORT_PRESETS", "Report", "ReportSettings", "report", "report_preset"]
+__all__ = ["Report", "report"]
 
 # RelaxResult fields copied into the per-structure table.
 _RELAX_COLUMNS = (
     "initial_energy_per_atom", "final_energy_per_atom", "steps", "converged", "stalled", "error"
 )  # fmt: skip
-
-
-@dataclass(frozen=True)
-class ReportSettings:
-    """Everything that changes a number in the report (saved beside it).
-
-    Attributes:
-        dataset: Picks the coverage cutoffs.
-        min_count: Smallest denominator for which a rate or mean is reported.
-        stable_threshold: E_hull (eV/atom) at or below which a crystal is stable.
-        metastable_threshold: Same for metastable (paper: 0.08 or 0.1).
-        matcher: StructureMatcher tolerances for uniqueness and novelty.
-        relax: CHGNet relaxation settings (:class:`flowllm_kit.relax.RelaxConfig`).
-        processes: Worker processes for fingerprints, and for relaxation unless
-            ``relax.num_workers`` is set (None: one per core).
-    """
-
-    dataset: Literal["mp_20", "perov_5", "carbon_24"] = "mp_20"
-    min_count: int = 10
-    stable_threshold: float = 0.0
-    metastable_threshold: float = 0.08
-    matcher: MatcherSettings = DEFAULT_MATCHER
-    relax: RelaxConfig = field(default_factory=RelaxConfig)
-    processes: int | None = None
-
-
-REPORT_PRESETS = {
-    # One process: workers cost seconds to start, more than they save on 16 crystals.
-    "smoke": ReportSettings(min_count=5, relax=RelaxConfig(max_steps=100), processes=1),
-    # The demo relaxes 48 crystals per system at up to 250 FIRE steps (docs/METHOD.md §9: the
-    # paper's 1,500 do not fit its time budget; the report counts the capped relaxations).
-    "demo": ReportSettings(relax=RelaxConfig(max_steps=250)),
-    "paper": ReportSettings(),
-}
-
-
-def report_preset(name: str) -> ReportSettings:
-    """The report settings of a named preset (``smoke``, ``demo``, ``paper``)."""
-    return lookup_preset(REPORT_PRESETS, name)
 
 
 @dataclass

@@ -35,7 +35,7 @@ from flowllm_kit.llm.crystal_lists import (
     read_crystal_lists,
     write_crystal_lists,
 )
-from flowllm_kit.llm.draws import LLMDraw, judge, llm_starts, read_draws
+from flowllm_kit.llm.draws import LLMDraw, LLMSamples, judge, llm_starts, read_draws
 from flowllm_kit.llm.finetune import FinetuneResult, TextDataset, finetune, render_training_text
 from flowllm_kit.llm.model import (
     build_model,
@@ -48,7 +48,6 @@ from flowllm_kit.llm.model import (
 from flowllm_kit.llm.pairs import PairSet, align_atoms, build_pairs
 from flowllm_kit.llm.sample import (
     DRAWS_PER_CRYSTAL,
-    LLMSamples,
     generate_texts,
     sample_crystals,
 )

@@ -12,14 +12,12 @@ import torch
 
 from flowllm_kit.crystal.io import append_jsonl
 from flowllm_kit.llm.config import LLMSamplingConfig
-from flowllm_kit.llm.draws import Accept, LLMDraw, judge
+from flowllm_kit.llm.draws import Accept, LLMDraw, LLMSamples, judge
 from flowllm_kit.llm.stream import stream_generate
 from flowllm_kit.progress import progress_bar as bar_of
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
-
-    from flowllm_kit.llm.sample import LLMSamples
 
 __all__ = ["draw_continuously"]
 

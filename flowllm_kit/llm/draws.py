@@ -14,8 +14,9 @@ On disk a draw is a JSON object::
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from flowllm_kit.crystal import Crystal
 from flowllm_kit.crystal.io import crystal_from_dict, crystal_to_dict, read_jsonl
 from flowllm_kit.text import ParseError
 
-__all__ = ["TRUNCATED", "LLMDraw", "judge", "llm_starts", "read_draws"]
+__all__ = ["TRUNCATED", "LLMDraw", "LLMSamples", "judge", "llm_starts", "read_draws"]
 
 TRUNCATED = "truncated"  # the reason of a draw that did not end within max_new_tokens
 
@@ -61,6 +62,37 @@ class LLMDraw:
             reason=record["reason"],
             crystal=None if crystal is None else crystal_from_dict(crystal, id=f"draw-{draw}"),
         )
+
+
+@dataclass
+class LLMSamples:
+    """Crystals drawn by :func:`sample_crystals` and how the drawing went."""
+
+    crystals: list[Crystal]  # exactly the number asked for (unless max_draws ran out)
+    texts: list[str]  # their texts, as generated
+    draws: list[int]  # the draw index of each crystal (which prompt it answered)
+    rejections: Counter[str] = field(default_factory=Counter)  # reason -> count, all draws
+    num_draws: int = 0  # samples generated, including resumed ones
+    num_resumed: int = 0  # draws read back from the samples file
+    num_tokens: int = 0  # tokens generated in this call
+    generate_seconds: float = 0.0  # time spent in generate in this call
+    seconds: float = 0.0  # wall time of this call
+
+    @property
+    def acceptance_rate(self) -> float:
+        """Kept draws / all draws."""
+        return (self.num_draws - sum(self.rejections.values())) / max(self.num_draws, 1)
+
+    @property
+    def tokens_per_second(self) -> float:
+        """Generated tokens per second of ``generate`` in this call."""
+        return self.num_tokens / self.generate_seconds if self.generate_seconds else 0.0
+
+    @property
+    def crystals_per_second(self) -> float:
+        """Crystals kept per second of wall time in this call."""
+        new = len(self.crystals) - sum(1 for draw in self.draws if draw < self.num_resumed)
+        return new / self.seconds if self.seconds else 0.0
 
 
 def judge(

@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +30,7 @@ from flowllm_kit.crystal.io import append_jsonl
 from flowllm_kit.llm.config import LLMSamplingConfig
 from flowllm_kit.llm.constrain import CompositionConstraint
 from flowllm_kit.llm.continuous import draw_continuously
-from flowllm_kit.llm.draws import Accept, LLMDraw, judge, read_draws
+from flowllm_kit.llm.draws import Accept, LLMDraw, LLMSamples, judge, read_draws
 from flowllm_kit.llm.stream import supports_streaming
 from flowllm_kit.progress import progress_bar as bar_of
 
@@ -41,7 +39,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DRAWS_PER_CRYSTAL",
-    "LLMSamples",
     "generate_texts",
     "sample_crystals",
 ]
@@ -129,37 +126,6 @@ def _prompt_function(prompts: Prompts) -> Callable[[int], str]:
     if not prompts:
         raise ValueError("prompts must not be empty")
     return lambda draw: prompts[draw % len(prompts)]
-
-
-@dataclass
-class LLMSamples:
-    """Crystals drawn by :func:`sample_crystals` and how the drawing went."""
-
-    crystals: list[Crystal]  # exactly the number asked for (unless max_draws ran out)
-    texts: list[str]  # their texts, as generated
-    draws: list[int]  # the draw index of each crystal (which prompt it answered)
-    rejections: Counter[str] = field(default_factory=Counter)  # reason -> count, all draws
-    num_draws: int = 0  # samples generated, including resumed ones
-    num_resumed: int = 0  # draws read back from the samples file
-    num_tokens: int = 0  # tokens generated in this call
-    generate_seconds: float = 0.0  # time spent in generate in this call
-    seconds: float = 0.0  # wall time of this call
-
-    @property
-    def acceptance_rate(self) -> float:
-        """Kept draws / all draws."""
-        return (self.num_draws - sum(self.rejections.values())) / max(self.num_draws, 1)
-
-    @property
-    def tokens_per_second(self) -> float:
-        """Generated tokens per second of ``generate`` in this call."""
-        return self.num_tokens / self.generate_seconds if self.generate_seconds else 0.0
-
-    @property
-    def crystals_per_second(self) -> float:
-        """Crystals kept per second of wall time in this call."""
-        new = len(self.crystals) - sum(1 for draw in self.draws if draw < self.num_resumed)
-        return new / self.seconds if self.seconds else 0.0
 
 
 def _check_finite(model: PreTrainedModel) -> None:

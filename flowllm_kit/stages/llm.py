@@ -29,8 +29,9 @@ from flowllm_kit.crystal import Crystal
 from flowllm_kit.data import load_dataset
 from flowllm_kit.llm.config import LLMConfig, PairConfig, llm_preset
 from flowllm_kit.llm.crystal_lists import write_crystal_lists
+from flowllm_kit.llm.draws import LLMSamples
 from flowllm_kit.llm.pairs import PairSet, build_pairs
-from flowllm_kit.llm.sample import DRAWS_PER_CRYSTAL, LLMSamples, sample_crystals
+from flowllm_kit.llm.sample import DRAWS_PER_CRYSTAL, sample_crystals
 from flowllm_kit.presets import get_preset
 from flowllm_kit.run import RunFolder
 
