@@ -13,8 +13,7 @@ Usage::
 
 Every command calls the same stage functions as notebooks 03-07 (:mod:`flowllm_kit.stages`),
 with the same presets, and reads and writes the same run folder (``runs/<preset>`` unless
-``--run-dir`` is given). Each command imports what it runs inside its handler, so that
-``--help`` and a light command start without loading torch, transformers and CHGNet.
+``--run-dir`` is given).
 """
 
 from __future__ import annotations

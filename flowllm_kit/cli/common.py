@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from flowllm_kit.presets import configure_threads
 from flowllm_kit.run import RunFolder
 
 __all__ = ["PRESETS", "CommandError", "add_common_options", "require", "run_folder", "setup"]
@@ -37,7 +38,6 @@ def run_folder(args: argparse.Namespace) -> RunFolder:
 
 def setup(args: argparse.Namespace) -> RunFolder:
     """Set torch's thread count as the notebooks do and return the run folder."""
-    from flowllm_kit.presets import configure_threads
 
     if args.threads is not None and args.threads < 1:
         raise CommandError(f"--threads must be positive, got {args.threads}")

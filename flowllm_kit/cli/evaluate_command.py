@@ -6,8 +6,18 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from flowllm_kit import evaluate as metrics
 from flowllm_kit.cli.common import CommandError, setup
+from flowllm_kit.evaluate import ELEMENTAL_REFERENCE_FILE, HullReference, dataset_hull, find_systems
+from flowllm_kit.evaluate.paper import beside_paper
+from flowllm_kit.presets import get_preset
 from flowllm_kit.run import RunFolder
+from flowllm_kit.stages import (
+    evaluate_systems,
+    evaluation_data,
+    metrics_table,
+    report_settings,
+)
 
 __all__ = ["COMMANDS", "evaluate"]
 
@@ -55,7 +65,6 @@ def _options(parser: argparse.ArgumentParser) -> None:
 
 def _hull(dataset: str) -> Any:
     """The hull of ``dataset``'s val + test entries (None without the elemental references)."""
-    from flowllm_kit.evaluate import ELEMENTAL_REFERENCE_FILE, dataset_hull
 
     try:
         hull = dataset_hull(dataset)
@@ -70,7 +79,6 @@ def _hull(dataset: str) -> Any:
 
 def _select(args: argparse.Namespace, run: RunFolder, n: int | None) -> dict[str, list]:
     """The generated systems to evaluate: all found, or those named by ``--systems``."""
-    from flowllm_kit.evaluate import find_systems
 
     systems = find_systems(run, n=n)
     wanted = [name for name in args.systems or systems if name not in ("real", "perturbed")]
@@ -91,16 +99,6 @@ def evaluate(args: argparse.Namespace) -> None:
 
     import pandas as pd
 
-    from flowllm_kit import evaluate as metrics
-    from flowllm_kit.evaluate.paper import beside_paper
-    from flowllm_kit.presets import get_preset
-    from flowllm_kit.stages import (
-        evaluate_systems,
-        evaluation_data,
-        metrics_table,
-        report_settings,
-    )
-
     run = setup(args)
     warnings.filterwarnings("ignore", message="No Pauling electronegativity")  # noble gases
     n_evaluate = args.n or get_preset(args.preset).evaluation.n_evaluate
@@ -119,8 +117,6 @@ def evaluate(args: argparse.Namespace) -> None:
             " and --no-controls; run `python -m flowllm_kit sample` first"
         )
     if args.hull_file:
-        from flowllm_kit.evaluate import HullReference
-
         if not Path(args.hull_file).is_file():
             raise CommandError(f"--hull-file {args.hull_file}: no such file")
         hull = HullReference.from_patched_phase_diagram(args.hull_file)

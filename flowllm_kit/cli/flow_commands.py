@@ -6,6 +6,17 @@ import argparse
 import dataclasses
 
 from flowllm_kit.cli.common import PRESETS, require, setup
+from flowllm_kit.flow import FlowSamplerConfig, flow_configs
+from flowllm_kit.flow.train import resolve_device
+from flowllm_kit.stages import (
+    denoising_set,
+    flow_runs,
+    flow_starts,
+    load_flows,
+    load_pair_sets,
+    sample_flows,
+    train_flows,
+)
 from flowllm_kit.stages.flow import FLOW_MODELS
 
 __all__ = ["COMMANDS", "sample", "train_flow"]
@@ -46,8 +57,6 @@ def _train_flow_options(parser: argparse.ArgumentParser) -> None:
 
 def train_flow(args: argparse.Namespace) -> None:
     """Train FlowLLM, FlowMM and/or FlowLLM-Types on the pair set into flow/<model>/ (nb 05)."""
-    from flowllm_kit.flow import flow_configs
-    from flowllm_kit.stages import denoising_set, flow_runs, load_pair_sets, train_flows
 
     run = setup(args)
     require(run.pairs, "pair set", "pairs", args)
@@ -99,9 +108,6 @@ def _sample_options(parser: argparse.ArgumentParser) -> None:
 
 def sample(args: argparse.Namespace) -> None:
     """Integrate the trained flow(s) into samples/<model>.jsonl (notebook 06, section 2)."""
-    from flowllm_kit.flow import FlowSamplerConfig
-    from flowllm_kit.flow.train import resolve_device
-    from flowllm_kit.stages import flow_starts, load_flows, sample_flows
 
     run = setup(args)
     models = _models(args.model)

@@ -6,7 +6,10 @@ import argparse
 import dataclasses
 from typing import Any
 
+from flowllm_kit import llm, stages
 from flowllm_kit.cli.common import CommandError, require, setup
+from flowllm_kit.llm import CRYSTAL_LISTS_FILE, read_crystal_lists
+from flowllm_kit.presets import get_preset
 from flowllm_kit.run import RunFolder
 
 __all__ = ["COMMANDS", "pairs", "sample_llm", "train_llm"]
@@ -28,12 +31,10 @@ def _train_llm_options(parser: argparse.ArgumentParser) -> None:
 
 def train_llm(args: argparse.Namespace) -> None:
     """Fine-tune the preset's LLM on the training crystals (notebook 03); save it to llm/."""
-    from flowllm_kit import llm
-    from flowllm_kit.stages import select_crystals, train_llm
 
     run = setup(args)
     config = llm.llm_preset(args.preset)
-    crystals = select_crystals(
+    crystals = stages.select_crystals(
         args.preset, dataset=args.dataset, max_atoms=args.max_atoms, max_train=args.max_train,
         num_eval=args.num_eval,
     )  # fmt: skip
@@ -43,7 +44,7 @@ def train_llm(args: argparse.Namespace) -> None:
     config = config.replace(finetune=dataclasses.replace(config.finetune, **changes))
     print(f"{crystals.dataset}: {len(crystals.train)} training, ", end="")
     print(f"{len(crystals.evaluation)} evaluation crystals")
-    result = train_llm(run, config, crystals, resume=not args.no_resume)
+    result = stages.train_llm(run, config, crystals, resume=not args.no_resume)
     eval_loss = "n/a" if result.eval_loss is None else f"{result.eval_loss:.3f}"
     print(f"{result.global_step} steps, training loss {result.train_loss:.3f}, ", end="")
     print(f"evaluation loss {eval_loss}; model saved to {result.model_dir}")
@@ -51,11 +52,10 @@ def train_llm(args: argparse.Namespace) -> None:
 
 def _load_llm(args: argparse.Namespace, run: RunFolder) -> tuple[Any, Any, Any]:
     """The model, tokenizer and :class:`LLMConfig` that train-llm saved in ``run/llm``."""
-    from flowllm_kit.stages import load_llm
 
     require(run.llm_model, "model", "train-llm", args)
     require(run.llm_config, "LLM settings", "train-llm", args)
-    return load_llm(run)
+    return stages.load_llm(run)
 
 
 def _sample_llm_options(parser: argparse.ArgumentParser) -> None:
@@ -68,13 +68,11 @@ def _sample_llm_options(parser: argparse.ArgumentParser) -> None:
 
 def sample_llm(args: argparse.Namespace) -> None:
     """Draw unconditional crystals from the LLM into llm_samples.jsonl (notebook 04, sec. 2)."""
-    from flowllm_kit.presets import get_preset
-    from flowllm_kit.stages import sample_llm
 
     run = setup(args)
     model, tokenizer, config = _load_llm(args, run)
     num_samples = args.num_samples or get_preset(args.preset).num_samples
-    result = sample_llm(
+    result = stages.sample_llm(
         run, model, tokenizer, config, num_samples=num_samples,
         temperature=args.temperature, top_p=args.top_p, max_draws=args.max_draws, seed=args.seed,
     )  # fmt: skip
@@ -100,7 +98,6 @@ def _pairs_options(parser: argparse.ArgumentParser) -> None:
 
 def _crystal_lists(args: argparse.Namespace, run: RunFolder) -> tuple[list, list]:
     """The training and evaluation crystals train-llm listed in ``run/llm/crystals.json``."""
-    from flowllm_kit.llm import CRYSTAL_LISTS_FILE, read_crystal_lists
 
     path = require(run.llm / CRYSTAL_LISTS_FILE, "crystal lists", "train-llm", args)
     lists = read_crystal_lists(path.parent)
@@ -109,18 +106,17 @@ def _crystal_lists(args: argparse.Namespace, run: RunFolder) -> tuple[list, list
 
 def pairs(args: argparse.Namespace) -> None:
     """Build the (LLM crystal, real crystal) pair set into pairs/ (notebook 04, section 4)."""
-    from flowllm_kit.stages import build_pair_sets, pair_settings
 
     run = setup(args)
     model, tokenizer, config = _load_llm(args, run)
     train, evals = _crystal_lists(args, run)
     if args.num_val_pairs < 0:
         raise CommandError(f"--num-val-pairs must be >= 0, got {args.num_val_pairs}")
-    settings = pair_settings(
+    settings = stages.pair_settings(
         config, num_pairs=args.num_pairs, max_draws=args.max_draws,
         temperature=args.temperature, top_p=args.top_p,
     )  # fmt: skip
-    result, val = build_pair_sets(
+    result, val = stages.build_pair_sets(
         run, model, tokenizer, config, train, evals, pairs=settings,
         num_val_pairs=args.num_val_pairs, seed=args.seed,
     )  # fmt: skip

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from flowllm_kit.cli.common import PRESETS
+from flowllm_kit.stages.preset import run_preset
 
 __all__ = ["COMMANDS", "presets"]
 
@@ -25,7 +26,6 @@ def _options(parser: argparse.ArgumentParser) -> None:
 
 def presets(args: argparse.Namespace) -> None:
     """Print a preset's settings as JSON (data, LLM, network, training, sampler, evaluation)."""
-    from flowllm_kit.stages.preset import run_preset
 
     if args.action == "list":
         for name in PRESETS:
