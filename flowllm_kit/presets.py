@@ -78,8 +78,8 @@ _PRESETS: dict[str, Preset] = {
         num_samples=16,
         threads=1,
     ),
-    # make demo takes about 70 minutes on 2 CPU cores, most of it the LLM's training (the README
-    # lists the measured time of each stage). Relaxation dominates the evaluation: 48 crystals
+    # make demo takes about 65 minutes on 2 CPU cores, most of it the LLM's training (measured
+    # stage times: notebooks/stage_times.json). Relaxation dominates the evaluation: 48 crystals
     # per system at up to 250 FIRE steps; the 256 reference crystals' fingerprints take about 1.5
     # minutes.
     "demo": Preset(
