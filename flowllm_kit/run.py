@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
+    "LLM_CONFIG_JSON",
     "LLM_ONLY",
     "METRICS_JSON",
     "PAIRS_FILE",
@@ -44,6 +45,7 @@ __all__ = [
 LLM_ONLY = "llm_only"  # the system name of the LLM's own crystals (no flow)
 
 PAIRS_FILE = "pairs.npz"  # a pair set, in the folder build_pairs writes to
+LLM_CONFIG_JSON = "llm_config.json"  # the LLM settings, beside its model folder
 
 # The files of one evaluation report (flowllm_kit.evaluate.Report.save), in any folder.
 METRICS_JSON = "metrics.json"
@@ -92,7 +94,7 @@ class RunFolder:
 
     @property
     def llm_config(self) -> Path:
-        return self.llm / "llm_config.json"
+        return self.llm / LLM_CONFIG_JSON
 
     # --- notebook 04 ---------------------------------------------------------------------
     @property
@@ -170,6 +172,16 @@ class RunFolder:
     def metrics(self) -> Path:
         """The metrics table of every evaluated system (one row per system)."""
         return self.evaluation / "metrics.csv"
+
+    @property
+    def metrics_beside_paper(self) -> Path:
+        """The metrics table with the paper's rows beside it."""
+        return self.evaluation / "metrics_beside_paper.csv"
+
+    def reference_fingerprints(self, name: str) -> Path:
+        """Cached fingerprints of one reference set (named by
+        :attr:`flowllm_kit.stages.EvaluationData.name`)."""
+        return self.evaluation / f"reference_fingerprints_{name}.npz"
 
     @property
     def comparison(self) -> Path:

@@ -132,7 +132,7 @@ def evaluate(args: argparse.Namespace) -> None:
     for system, result in evaluated.items():
         print(f"{system}: {result.crystals} crystals evaluated into {run.evaluation_of(system)}")
     table = beside_paper(metrics_table(evaluated))
-    table.to_csv(run.evaluation / "metrics_beside_paper.csv")
+    table.to_csv(run.metrics_beside_paper)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(table.round(2).to_string(na_rep="n/c"))
 

@@ -22,12 +22,15 @@ from flowllm_kit.flow.config import LossConfig, NetworkConfig, TrainConfig
 from flowllm_kit.flow.network import VelocityNetwork
 
 __all__ = [
+    "STATE_FILE",
     "load_network",
     "load_optimizer_state",
     "optimizer_tensors",
     "read_state",
     "train_config_from_dict",
 ]
+
+STATE_FILE = "state.json"  # written last by FlowTrainer.save_checkpoint
 
 
 def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list]:
@@ -58,7 +61,7 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
 
 def read_state(folder: str | Path) -> dict[str, Any]:
     """The checkpoint's ``state.json`` as a dict."""
-    return json.loads((Path(folder) / "state.json").read_text())
+    return json.loads((Path(folder) / STATE_FILE).read_text())
 
 
 def train_config_from_dict(d: dict[str, Any]) -> TrainConfig:

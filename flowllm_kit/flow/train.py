@@ -254,7 +254,7 @@ class FlowTrainer:
             "optimizer_param_groups": param_groups,
             "history": self.history,
         }
-        (folder / "state.json").write_text(json.dumps(state, indent=1))
+        (folder / checkpoint.STATE_FILE).write_text(json.dumps(state, indent=1))
         return folder
 
     def load_checkpoint(self, folder: str | Path) -> None:

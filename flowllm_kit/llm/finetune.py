@@ -27,6 +27,7 @@ import torch
 
 from flowllm_kit.llm.config import FinetuneConfig, LLMConfig
 from flowllm_kit.progress import Reporter
+from flowllm_kit.run import LLM_CONFIG_JSON
 from flowllm_kit.text.prompts import training_text
 
 if TYPE_CHECKING:
@@ -271,7 +272,7 @@ def finetune(
     run_dir = Path(run_dir)
     checkpoints = run_dir / "checkpoints"
     checkpoints.mkdir(parents=True, exist_ok=True)
-    (run_dir / "llm_config.json").write_text(json.dumps(config.to_dict(), indent=2))
+    (run_dir / LLM_CONFIG_JSON).write_text(json.dumps(config.to_dict(), indent=2))
     render = render or render_training_text(options, tokenizer)
     datasets = {
         name: TextDataset(

@@ -26,6 +26,7 @@ from flowllm_kit.llm.config import (
     Quantization,
     ScratchModelConfig,
 )
+from flowllm_kit.run import LLM_CONFIG_JSON
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -270,7 +271,7 @@ def load_model(
 
     base_path = json.loads(adapter_file.read_text())["base_model_name_or_path"]
     if quantization is None:
-        kit_config = path.parent / "llm_config.json"
+        kit_config = path.parent / LLM_CONFIG_JSON
         quantization = (
             json.loads(kit_config.read_text()).get("quantization", "none")
             if kit_config.is_file()

@@ -28,6 +28,7 @@ from flowllm_kit.crystal import Crystal
 from flowllm_kit.data import load_dataset
 from flowllm_kit.evaluate import (
     COVERAGE_CUTOFFS,
+    Fingerprints,
     HullReference,
     Report,
     ReportSettings,
@@ -130,19 +131,21 @@ def evaluate_systems(
     *,
     settings: ReportSettings,
     hull: HullReference | None,
+    fingerprints: Fingerprints | None = None,
 ) -> dict[str, EvaluatedSystem]:
     """Evaluate every system into ``run.evaluation_of(system)`` and write the metrics table
     (``run.metrics``: one row per system).
 
-    The reference fingerprints are computed once and cached in the evaluation folder;
-    relaxations are cached there too (``relax.jsonl``), so a rerun skips finished work.
+    The reference fingerprints (unless given) are computed once and cached in the evaluation
+    folder; relaxations are cached there too (``relax.jsonl``), so a rerun skips finished work.
     """
     run.evaluation.mkdir(parents=True, exist_ok=True)
-    fingerprints = reference_fingerprints(
-        data.reference,
-        path=run.evaluation / f"reference_fingerprints_{data.name}.npz",
-        processes=settings.processes,
-    )
+    if fingerprints is None:
+        fingerprints = reference_fingerprints(
+            data.reference,
+            path=run.reference_fingerprints(data.name),
+            processes=settings.processes,
+        )
     evaluated = {}
     for name, crystals in systems.items():
         start = time.perf_counter()

@@ -42,6 +42,7 @@ from flowllm_kit.flow import (
     types_only_starts,
     uniform_starts,
 )
+from flowllm_kit.flow.checkpoint import STATE_FILE
 from flowllm_kit.flow.refinement import default_denoise_pairs, denoising_pairs
 from flowllm_kit.llm.draws import llm_starts
 from flowllm_kit.llm.pairs import PairSet
@@ -196,7 +197,7 @@ def train_flows(
             val_pairs=validation, run_dir=run.flow(name),
         )  # fmt: skip
         checkpoint = run.flow_checkpoint(name)
-        if resume and (checkpoint / "state.json").exists():
+        if resume and (checkpoint / STATE_FILE).exists():
             trainer.load_checkpoint(checkpoint)
         start = time.perf_counter()
         trainer.fit()

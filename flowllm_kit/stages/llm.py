@@ -22,12 +22,12 @@ import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from flowllm_kit import llm, text
 from flowllm_kit.crystal import Crystal
 from flowllm_kit.data import load_dataset
-from flowllm_kit.llm.config import LLMConfig, PairConfig, llm_preset
+from flowllm_kit.llm.config import LLMConfig, LLMSamplingConfig, PairConfig, llm_preset
 from flowllm_kit.llm.crystal_lists import write_crystal_lists
 from flowllm_kit.llm.draws import LLMSamples
 from flowllm_kit.llm.pairs import PairSet, build_pairs
@@ -180,7 +180,7 @@ def sample_llm(
 
 def sampling_config(
     config: LLMConfig, *, temperature: float | None = None, top_p: float | None = None
-) -> Any:
+) -> LLMSamplingConfig:
     """The run's unconditional sampling settings, with ``temperature`` and ``top_p`` replaced
     where given."""
     return dataclasses.replace(
