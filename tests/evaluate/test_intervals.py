@@ -1,0 +1,119 @@
+"""Intervals: Wilson and Newcombe against published values and their defining equations, the
+bootstrap against the normal theory of a mean."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from flowllm_kit.evaluate.intervals import (
+    Estimate,
+    bootstrap_estimate,
+    format_estimate,
+    rate_difference,
+    rate_estimate,
+    wilson_interval,
+)
+
+Z95 = 1.959963984540054
+
+
+@pytest.mark.parametrize(
+    ("k", "n", "low", "high"),
+    [  # Newcombe (1998), Statistics in Medicine 17:857, Table I, method 3 (Wilson score)
+        (81, 263, 0.2553, 0.3662),
+        (15, 148, 0.0624, 0.1605),
+        (0, 20, 0.0, 0.1611),
+        (1, 29, 0.0061, 0.1718),
+    ],
+)
+def test_wilson_matches_published_values(k, n, low, high) -> None:
+    got = wilson_interval(k, n)
+    assert got == pytest.approx((low, high), abs=6e-5)
+
+
+@pytest.mark.parametrize(("k", "n"), [(3, 10), (17, 48), (1, 1000), (47, 48)])
+def test_wilson_bounds_solve_the_score_equation(k, n) -> None:
+    """At each bound p, the score statistic (k/n - p) / sqrt(p (1 - p) / n) is exactly ±z."""
+    for p, sign in zip(wilson_interval(k, n), (1, -1), strict=True):
+        score = (k / n - p) / math.sqrt(p * (1 - p) / n)
+        assert score == pytest.approx(sign * Z95, rel=1e-9)
+
+
+def test_wilson_edges_and_bad_counts() -> None:
+    assert wilson_interval(0, 48)[0] == 0.0 and wilson_interval(48, 48)[1] == 1.0
+    assert all(math.isnan(b) for b in wilson_interval(0, 0))
+    with pytest.raises(ValueError, match="k = 5 successes out of n = 3"):
+        wilson_interval(5, 3)
+
+
+def test_rate_estimate_counts_and_min_count() -> None:
+    flags = [True] * 12 + [False] * 36
+    rate = rate_estimate(flags, min_count=10)
+    assert (rate.value, rate.n, rate.k, rate.method) == (25.0, 48, 12, "wilson")
+    assert (rate.low, rate.high) == pytest.approx([100 * b for b in wilson_interval(12, 48)])
+    too_few = rate_estimate([True, False], min_count=10)
+    assert math.isnan(too_few.value) and too_few.n == 2
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "low", "high"),
+    [  # Newcombe (1998), Statistics in Medicine 17:873, Table II, method 10
+        ((56, 70), (48, 80), 0.0524, 0.3339),
+        ((9, 10), (3, 10), 0.1705, 0.8090),
+    ],
+)
+def test_rate_difference_matches_newcombe(a, b, low, high) -> None:
+    first = rate_estimate([True] * a[0] + [False] * (a[1] - a[0]))
+    second = rate_estimate([True] * b[0] + [False] * (b[1] - b[0]))
+    diff = rate_difference(first, second)
+    assert diff.value == pytest.approx(100 * (a[0] / a[1] - b[0] / b[1]))
+    assert (diff.low, diff.high) == pytest.approx((100 * low, 100 * high), abs=6e-3)
+    flipped = rate_difference(second, first)  # antisymmetric
+    assert (flipped.low, flipped.high) == pytest.approx((-diff.high, -diff.low))
+
+
+def test_rate_difference_needs_rates() -> None:
+    with pytest.raises(ValueError, match="two rates"):
+        rate_difference(Estimate(1.0), Estimate(2.0))
+
+
+def test_bootstrap_of_a_mean_agrees_with_normal_theory() -> None:
+    values = np.random.default_rng(1).normal(3.0, 2.0, size=400)
+    est = bootstrap_estimate(np.mean, values, seed=0)
+    half = Z95 * values.std(ddof=1) / math.sqrt(len(values))
+    assert est.value == pytest.approx(values.mean())
+    assert est.low == pytest.approx(values.mean() - half, abs=0.15 * half)
+    assert est.high == pytest.approx(values.mean() + half, abs=0.15 * half)
+    again = bootstrap_estimate(np.mean, values, seed=0)
+    assert (again.low, again.high) == (est.low, est.high)  # seeded: the same bounds
+
+
+def test_bootstrap_resamples_arrays_together_and_keeps_fixed_ones() -> None:
+    x = np.arange(50.0)
+    seen = []
+
+    def paired(a: np.ndarray, b: np.ndarray, offset: float) -> float:
+        seen.append(np.array_equal(a + offset, b))
+        return float(np.mean(b - a))
+
+    est = bootstrap_estimate(paired, x, x + 7.0, fixed=[7.0], resamples=20)
+    assert all(seen) and est.value == est.low == est.high == pytest.approx(7.0)
+    assert math.isnan(bootstrap_estimate(np.mean, x[:3], min_count=5).value)
+    with pytest.raises(ValueError, match="different lengths"):
+        bootstrap_estimate(paired, x, x[:3], fixed=[0.0])
+
+
+def test_format_and_json_round_trip() -> None:
+    est = Estimate(12.5, 8.07, 18.71, n=48, k=6, method="wilson")
+    assert format_estimate(est) == "12.5 [8.07, 18.7]"
+    assert f"{est:.1f}" == "12.5 [8.1, 18.7]"
+    assert format_estimate(Estimate(math.nan, n=3)) == "n/c"
+    assert format_estimate(Estimate(2.0)) == "2"
+    assert Estimate.from_dict(est.as_dict()) == est
+    blank = Estimate(math.nan, n=3).as_dict()
+    assert blank["value"] is None and blank["low"] is None
+    back = Estimate.from_dict(blank)
+    assert math.isnan(back.value) and back.n == 3
