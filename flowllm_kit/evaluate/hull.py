@@ -172,6 +172,10 @@ class HullReference:
             patched = pickle.load(handle)  # noqa: S301 - the user chose this file
         return cls(source=f"PatchedPhaseDiagram {Path(path).name}", patched=patched)
 
+    def prepare(self, compositions: Sequence[Composition | str]) -> None:
+        """Make the hulls of these compositions ready before many look-ups (nothing to do
+        here; :class:`~flowllm_kit.evaluate.model_hull.RelaxedHull` relaxes its entries)."""
+
     @property
     def entries(self) -> list[ComputedEntry]:
         return [e for group in self._by_chemsys.values() for e in group]
