@@ -174,6 +174,11 @@ class RunFolder:
         return self.evaluation / "metrics.csv"
 
     @property
+    def metrics_intervals(self) -> Path:
+        """Every system's metrics with their 95% intervals, one row per (system, metric)."""
+        return self.evaluation / "metrics_intervals.csv"
+
+    @property
     def metrics_beside_paper(self) -> Path:
         """The metrics table with the paper's rows beside it."""
         return self.evaluation / "metrics_beside_paper.csv"

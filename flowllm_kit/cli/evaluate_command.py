@@ -1,4 +1,5 @@
-"""``evaluate``: score every sample set of a run folder (notebook 07)."""
+"""``evaluate``: score every sample set of a run folder (notebook 07), or any generator's
+structure files with ``--structures`` (notebook 09)."""
 
 from __future__ import annotations
 
@@ -10,20 +11,38 @@ from flowllm_kit import evaluate as metrics
 from flowllm_kit.cli.common import CommandError, setup
 from flowllm_kit.evaluate import ELEMENTAL_REFERENCE_FILE, HullReference, dataset_hull, find_systems
 from flowllm_kit.evaluate.paper import beside_paper
-from flowllm_kit.presets import get_preset
+from flowllm_kit.presets import configure_threads, get_preset
 from flowllm_kit.run import RunFolder
 from flowllm_kit.stages import (
+    evaluate_structures,
     evaluate_systems,
     evaluation_data,
+    intervals_table,
     metrics_table,
+    relaxed_hull,
     report_settings,
+    table_with_intervals,
 )
+from flowllm_kit.stages.structures import REJECTED_CSV
 
 __all__ = ["COMMANDS", "evaluate"]
 
 
 def _options(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``evaluate`` to its subparser."""
+    outside = parser.add_argument_group(
+        "structures from any generator (instead of a run folder's samples)"
+    )
+    outside.add_argument(
+        "--structures",
+        nargs="+",
+        metavar="PATH",
+        help="CIF files, folders of them, extxyz / ASE .traj files, POSCARs, pymatgen JSON or "
+        "the kit's JSON-lines samples; unreadable, disordered or empty structures are listed in "
+        "OUT/rejected.csv",
+    )
+    outside.add_argument("--out", help="report folder of --structures (required with it)")
+    outside.add_argument("--name", default="structures", help="system name (%(default)s)")
     parser.add_argument(
         "--systems",
         nargs="+",
@@ -60,6 +79,12 @@ def _options(parser: argparse.ArgumentParser) -> None:
         help="a Matbench Discovery PatchedPhaseDiagram pickle (.pkl.gz), the paper's hull, used "
         "instead of --hull-dataset; a pickle runs code when loaded: trusted files only",
     )
+    parser.add_argument(
+        "--no-relaxed-hull",
+        action="store_true",
+        help="skip the hull of training crystals relaxed with CHGNet (the stability measure "
+        "that tells real from generated crystals; its relaxations are cached once per split)",
+    )
     parser.add_argument("--processes", type=int, help="worker processes (1 smoke, else 1/core)")
 
 
@@ -93,14 +118,71 @@ def _select(args: argparse.Namespace, run: RunFolder, n: int | None) -> dict[str
     return {name: systems[name] for name in wanted}
 
 
+def _stability_hull(args: argparse.Namespace) -> HullReference | None:
+    """The DFT-energy hull the options name (None: ``--hull-dataset none``)."""
+    if args.hull_file:
+        if not Path(args.hull_file).is_file():
+            raise CommandError(f"--hull-file {args.hull_file}: no such file")
+        return HullReference.from_patched_phase_diagram(args.hull_file)
+    if args.hull_dataset.lower() == "none":
+        return None
+    return _hull(args.hull_dataset)
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    return report_settings(
+        args.preset, relax_steps=args.relax_steps, relax_stall_steps=args.relax_stall_steps,
+        min_count=args.min_count, processes=args.processes,
+    )  # fmt: skip
+
+
+def _print_table(table: Any) -> None:
+    import pandas as pd
+
+    with pd.option_context("display.width", 200, "display.max_columns", 40):
+        print(table.to_string(na_rep="n/c"))
+
+
+def evaluate_files(args: argparse.Namespace) -> None:
+    """``--structures``: one report for structure files written by any generator."""
+    if not args.out:
+        raise CommandError("--structures needs --out DIR, the folder the report goes to")
+    configure_threads(args.preset, args.threads)
+    no_stability = args.hull_dataset.lower() == "none" and not args.hull_file
+    try:
+        result = evaluate_structures(
+            args.structures, args.out, name=args.name, preset=args.preset,
+            hull=_stability_hull(args), use_relaxed_hull=not (args.no_relaxed_hull or no_stability),
+            settings=_settings(args), n_evaluate=args.n, n_reference=args.n_reference,
+            seed=args.seed,
+        )  # fmt: skip
+    except (FileNotFoundError, ValueError) as error:
+        raise CommandError(str(error)) from None
+    counts = result.inputs.counts()
+    print(
+        f"{counts['structures']} structures evaluated from {counts['files']} files into "
+        f"{result.folder}; {counts['rejected']} rejected (listed in {REJECTED_CSV})"
+    )
+    for rejected in result.inputs.rejected[:20]:
+        print(f"  rejected {rejected.source}: {rejected.reason}")
+    if len(result.inputs.rejected) > 20:
+        print(f"  ... and {len(result.inputs.rejected) - 20} more")
+    intervals = intervals_table({args.name: result.report})
+    _print_table(table_with_intervals(intervals).T)
+
+
 def evaluate(args: argparse.Namespace) -> None:
     """Evaluate each system with ``evaluate.report`` into evaluation/ (notebook 07)."""
     import warnings
 
-    import pandas as pd
-
-    run = setup(args)
     warnings.filterwarnings("ignore", message="No Pauling electronegativity")  # noble gases
+    if args.structures:
+        evaluate_files(args)
+        return
+    if args.out:
+        raise CommandError("--out is the report folder of --structures; a run folder's report "
+                           "goes to its evaluation/ folder")  # fmt: skip
+    run = setup(args)
     n_evaluate = args.n or get_preset(args.preset).evaluation.n_evaluate
     systems = _select(args, run, n_evaluate)
     data = evaluation_data(
@@ -116,25 +198,14 @@ def evaluate(args: argparse.Namespace) -> None:
             f"nothing to evaluate: no crystals in {run.samples} or {run.llm_samples}"
             " and --no-controls; run `python -m flowllm_kit sample` first"
         )
-    if args.hull_file:
-        if not Path(args.hull_file).is_file():
-            raise CommandError(f"--hull-file {args.hull_file}: no such file")
-        hull = HullReference.from_patched_phase_diagram(args.hull_file)
-    elif args.hull_dataset.lower() == "none":
-        hull = None
-    else:
-        hull = _hull(args.hull_dataset)
-    settings = report_settings(
-        args.preset, relax_steps=args.relax_steps, relax_stall_steps=args.relax_stall_steps,
-        min_count=args.min_count, processes=args.processes,
-    )  # fmt: skip
-    evaluated = evaluate_systems(run, systems, data, settings=settings, hull=hull)
+    hull, settings = _stability_hull(args), _settings(args)
+    no_stability = hull is None and args.hull_dataset.lower() == "none"
+    relaxed = None if args.no_relaxed_hull or no_stability else relaxed_hull(data, settings)
+    evaluated = evaluate_systems(run, systems, data, settings=settings, hull=hull, relaxed=relaxed)
     for system, result in evaluated.items():
         print(f"{system}: {result.crystals} crystals evaluated into {run.evaluation_of(system)}")
-    table = beside_paper(metrics_table(evaluated))
-    table.to_csv(run.metrics_beside_paper)
-    with pd.option_context("display.width", 200, "display.max_columns", 20):
-        print(table.round(2).to_string(na_rep="n/c"))
+    beside_paper(metrics_table(evaluated)).to_csv(run.metrics_beside_paper)
+    _print_table(table_with_intervals(intervals_table(evaluated)).T)
 
 
 COMMANDS = {"evaluate": (evaluate, _options, "evaluate the sample sets of a run (nb 07)")}

@@ -7,8 +7,14 @@
   precision.
 * :mod:`~flowllm_kit.evaluate.sun`: uniqueness, novelty, S.U.N. with StructureMatcher.
 * :mod:`~flowllm_kit.evaluate.hull`: hull references and E_hull, stability flags.
+* :mod:`~flowllm_kit.evaluate.model_hull`: a hull of reference crystals relaxed with the same
+  model and settings as the evaluated ones (the stability that tells real from generated).
+* :mod:`~flowllm_kit.evaluate.intervals`: Wilson, Newcombe and bootstrap 95% intervals.
 * :mod:`~flowllm_kit.evaluate.closeness`: closeness of crystals to their relaxed selves.
-* :mod:`~flowllm_kit.evaluate.report`: all of the above in one table, with its settings.
+* :mod:`~flowllm_kit.evaluate.report`: all of the above in one table, with its settings
+  (the families: :mod:`~flowllm_kit.evaluate.families`, :mod:`~flowllm_kit.evaluate.stability`).
+* :mod:`~flowllm_kit.evaluate.inputs`: any generator's structure files (CIF, POSCAR, extxyz,
+  ASE trajectories, JSON lines) read for evaluation, with every rejected structure listed.
 * :mod:`~flowllm_kit.evaluate.systems`: what a run is scored on (its generated systems, the
   controls, a dataset's hull, cached reference fingerprints).
 
@@ -43,6 +49,16 @@ from flowllm_kit.evaluate.hull import (
     load_elemental_references,
     stability_flags,
 )
+from flowllm_kit.evaluate.inputs import Rejected, StructureInputs, read_structure_inputs
+from flowllm_kit.evaluate.intervals import (
+    Estimate,
+    bootstrap_estimate,
+    format_estimate,
+    rate_difference,
+    rate_estimate,
+    wilson_interval,
+)
+from flowllm_kit.evaluate.model_hull import RelaxedHull
 from flowllm_kit.evaluate.properties import (
     PropertyDistances,
     densities,
@@ -50,7 +66,7 @@ from flowllm_kit.evaluate.properties import (
     nary_histogram,
     property_distances,
 )
-from flowllm_kit.evaluate.report import Report, report
+from flowllm_kit.evaluate.report import RELAXED_HULL_SUFFIX, Report, report
 from flowllm_kit.evaluate.settings import REPORT_PRESETS, ReportSettings, report_preset
 from flowllm_kit.evaluate.sun import (
     CLOSENESS_MATCHER,
@@ -111,6 +127,7 @@ __all__ = [
     "relax_structures",
     # hull
     "HullReference",
+    "RelaxedHull",
     "entries_from_formation_energies",
     "load_elemental_references",
     "stability_flags",
@@ -118,7 +135,19 @@ __all__ = [
     "Closeness",
     "closeness",
     "relaxed_rms",
+    # intervals
+    "Estimate",
+    "bootstrap_estimate",
+    "format_estimate",
+    "rate_difference",
+    "rate_estimate",
+    "wilson_interval",
+    # structure files of any generator
+    "Rejected",
+    "StructureInputs",
+    "read_structure_inputs",
     # report
+    "RELAXED_HULL_SUFFIX",
     "Report",
     "ReportSettings",
     "report",

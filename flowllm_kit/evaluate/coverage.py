@@ -25,7 +25,7 @@ import signal
 import threading
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Literal
@@ -230,6 +230,10 @@ class Coverage:
         composition_cutoff: Cutoff on scaled composition-fingerprint distance.
         num_generated: Generated crystals counted.
         num_reference: Reference crystals with fingerprints.
+        covered: ``(num_reference,)`` whether each fingerprinted reference crystal is recalled
+            (recall is its mean).
+        precise: ``(number of generated fingerprints,)`` whether each fingerprinted generated
+            crystal has a reference crystal close to it.
     """
 
     recall: float
@@ -238,6 +242,8 @@ class Coverage:
     composition_cutoff: float
     num_generated: int
     num_reference: int
+    covered: np.ndarray = field(default_factory=lambda: np.zeros(0, bool), repr=False)
+    precise: np.ndarray = field(default_factory=lambda: np.zeros(0, bool), repr=False)
 
 
 def coverage(
@@ -282,8 +288,9 @@ def coverage(
     composition_distance = cdist(scale(generated.composition[gen_ok]), scale(ref_composition))
     close = (structure_distance <= structure_cutoff) & (composition_distance <= composition_cutoff)
     num_reference = int(ref_ok.sum())
-    recall = float(close.any(axis=0).mean()) if num_reference else float("nan")
-    precision = float(close.any(axis=1).sum() / num_generated) if num_generated else float("nan")
+    covered, precise = close.any(axis=0), close.any(axis=1)
+    recall = float(covered.mean()) if num_reference else float("nan")
+    precision = float(precise.sum() / num_generated) if num_generated else float("nan")
     return Coverage(
         recall=recall,
         precision=precision,
@@ -291,4 +298,6 @@ def coverage(
         composition_cutoff=composition_cutoff,
         num_generated=num_generated,
         num_reference=num_reference,
+        covered=covered,
+        precise=precise,
     )

@@ -22,6 +22,7 @@ __all__ = [
     "element_counts",
     "nary_histogram",
     "property_distances",
+    "wasserstein",
 ]
 
 
@@ -68,7 +69,7 @@ class PropertyDistances:
     num_reference: int
 
 
-def _wasserstein(a: np.ndarray, b: np.ndarray) -> float:
+def wasserstein(a: np.ndarray, b: np.ndarray) -> float:
     from scipy.stats import wasserstein_distance
 
     if len(a) == 0 or len(b) == 0:
@@ -90,8 +91,8 @@ def property_distances(
         The two distances and the sample sizes behind them.
     """
     return PropertyDistances(
-        density=_wasserstein(densities(generated), densities(reference)),
-        num_elements=_wasserstein(element_counts(generated), element_counts(reference)),
+        density=wasserstein(densities(generated), densities(reference)),
+        num_elements=wasserstein(element_counts(generated), element_counts(reference)),
         num_generated=len(generated),
         num_reference=len(reference),
     )

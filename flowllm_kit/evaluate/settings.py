@@ -20,20 +20,22 @@ class ReportSettings:
         dataset: Picks the coverage cutoffs.
         min_count: Smallest denominator for which a rate or mean is reported.
         stable_threshold: E_hull (eV/atom) at or below which a crystal is stable.
-        metastable_threshold: Same for metastable (paper: 0.08 or 0.1).
+        metastable_threshold: Same for metastable (the field's 0.1; the paper: 0.08 or 0.1).
         matcher: StructureMatcher tolerances for uniqueness and novelty.
         relax: CHGNet relaxation settings (:class:`flowllm_kit.relax.RelaxConfig`).
         processes: Worker processes for fingerprints, and for relaxation unless
             ``relax.num_workers`` is set (None: one per core).
+        seed: Seed of the bootstrap resampling behind the intervals.
     """
 
     dataset: Literal["mp_20", "perov_5", "carbon_24"] = "mp_20"
     min_count: int = 10
     stable_threshold: float = 0.0
-    metastable_threshold: float = 0.08
+    metastable_threshold: float = 0.1
     matcher: MatcherSettings = DEFAULT_MATCHER
     relax: RelaxConfig = field(default_factory=RelaxConfig)
     processes: int | None = None
+    seed: int = 0
 
 
 REPORT_PRESETS = {

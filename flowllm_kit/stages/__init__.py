@@ -7,7 +7,9 @@ any launcher call these, so no loop, file name or split rule exists twice.
   05-06; ``train-flow``, ``sample``);
 - :mod:`~flowllm_kit.stages.preset`: every setting of a named preset in one object;
 - :mod:`~flowllm_kit.stages.evaluation`: the real crystals systems are scored against, the
-  report settings, one report per system and the metrics table (notebook 07; ``evaluate``).
+  report settings, one report per system and the metrics table (notebook 07; ``evaluate``);
+- :mod:`~flowllm_kit.stages.structures`: the same report for any generator's structure files
+  (notebook 09; ``evaluate --structures``).
 """
 
 from __future__ import annotations
@@ -17,8 +19,11 @@ from flowllm_kit.stages.evaluation import (
     EvaluationData,
     evaluate_systems,
     evaluation_data,
+    intervals_table,
     metrics_table,
+    relaxed_hull,
     report_settings,
+    table_with_intervals,
 )
 from flowllm_kit.stages.flow import (
     FLOW_MODELS,
@@ -44,6 +49,7 @@ from flowllm_kit.stages.llm import (
     train_llm,
 )
 from flowllm_kit.stages.preset import RunPreset, run_preset
+from flowllm_kit.stages.structures import EvaluatedStructures, evaluate_structures
 
 __all__ = [
     "FLOW_MODELS",
@@ -51,8 +57,13 @@ __all__ = [
     "EvaluationData",
     "evaluate_systems",
     "evaluation_data",
+    "intervals_table",
     "metrics_table",
+    "relaxed_hull",
     "report_settings",
+    "table_with_intervals",
+    "EvaluatedStructures",
+    "evaluate_structures",
     "run_preset",
     "FlowRun",
     "RunPreset",

@@ -20,22 +20,28 @@ import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from flowllm_kit.crystal import Crystal
 from flowllm_kit.data import load_dataset
+from flowllm_kit.data.paths import cache_dir
 from flowllm_kit.evaluate import (
     COVERAGE_CUTOFFS,
     Fingerprints,
     HullReference,
+    RelaxedHull,
     Report,
     ReportSettings,
+    format_estimate,
     reference_fingerprints,
     report,
     report_preset,
 )
+from flowllm_kit.evaluate.intervals import Estimate
+from flowllm_kit.evaluate.stability import relax_config
 from flowllm_kit.presets import get_preset
 from flowllm_kit.run import RunFolder
 
@@ -44,8 +50,11 @@ __all__ = [
     "EvaluationData",
     "evaluate_systems",
     "evaluation_data",
+    "intervals_table",
     "metrics_table",
+    "relaxed_hull",
     "report_settings",
+    "table_with_intervals",
 ]
 
 BASELINE_SIZE = 1000  # real crystals of the stability baseline when every crystal is evaluated
@@ -57,6 +66,7 @@ class EvaluationData:
 
     dataset: str
     eval_split: str
+    train_split: str
     reference: list[Crystal]  # coverage and property distances are measured against these
     real: list[Crystal]  # the real controls and the stability baseline (the other end)
     training: list[Crystal]  # novelty is judged against these
@@ -92,6 +102,7 @@ def evaluation_data(
     return EvaluationData(
         dataset=data.dataset,
         eval_split=data.eval_split,
+        train_split=data.train_split,
         reference=shuffled[-n_reference:] if n_reference else shuffled,
         real=shuffled[: n_evaluate or BASELINE_SIZE],
         training=load_dataset(data.dataset, data.train_split),
@@ -124,6 +135,44 @@ def report_settings(
     )
 
 
+def relaxed_hull(
+    data: EvaluationData,
+    settings: ReportSettings,
+    *,
+    cache_path: str | Path | None = None,
+    progress: bool = False,
+) -> RelaxedHull:
+    """The hull of the training and evaluation splits' crystals, less the real crystals of the
+    baseline, relaxed with the report's own CHGNet settings
+    (:class:`~flowllm_kit.evaluate.RelaxedHull`).
+
+    So the hull holds the competing phases the DFT hull of :func:`~flowllm_kit.evaluate.
+    dataset_hull` holds, with energies from the same model and relaxation as the crystals placed
+    on it, and the real yardstick crystals are not in it: they meet it as generated ones do.
+
+    Args:
+        data: The run's evaluation data.
+        settings: The report settings: the hull is relaxed as the evaluated crystals are.
+        cache_path: The reference crystals' relaxation cache (default: one file per dataset in
+            the kit's cache folder, shared by every run: results are keyed by structure and
+            settings, so each crystal is relaxed once).
+        progress: Show a bar while relaxing reference crystals.
+    """
+    if cache_path is None:
+        cache_path = cache_dir() / "hulls" / f"{data.dataset}.relax.jsonl"
+    Path(cache_path).parent.mkdir(parents=True, exist_ok=True)
+    held_out = {c.id for c in data.real}
+    evaluation = [c for c in load_dataset(data.dataset, data.eval_split) if c.id not in held_out]
+    source = (
+        f"{data.dataset} {data.train_split} + {data.eval_split} less the {len(held_out)} real "
+        f"crystals, relaxed with CHGNet {settings.relax.model_name}"
+    )
+    return RelaxedHull(
+        [*data.training, *evaluation], relax=relax_config(settings), cache_path=cache_path,
+        progress=progress, source=source,
+    )  # fmt: skip
+
+
 def evaluate_systems(
     run: RunFolder,
     systems: Mapping[str, Sequence[Crystal]],
@@ -131,13 +180,16 @@ def evaluate_systems(
     *,
     settings: ReportSettings,
     hull: HullReference | None,
+    relaxed: HullReference | None = None,
     fingerprints: Fingerprints | None = None,
 ) -> dict[str, EvaluatedSystem]:
-    """Evaluate every system into ``run.evaluation_of(system)`` and write the metrics table
-    (``run.metrics``: one row per system).
+    """Evaluate every system into ``run.evaluation_of(system)`` and write the metrics tables
+    (``run.metrics``: one row per system; ``run.metrics_intervals``: one row per system and
+    metric, with its interval).
 
     The reference fingerprints (unless given) are computed once and cached in the evaluation
     folder; relaxations are cached there too (``relax.jsonl``), so a rerun skips finished work.
+    ``relaxed`` is the hull of relaxed reference crystals (:func:`relaxed_hull`).
     """
     run.evaluation.mkdir(parents=True, exist_ok=True)
     if fingerprints is None:
@@ -151,12 +203,14 @@ def evaluate_systems(
         start = time.perf_counter()
         result = report(
             list(crystals), reference=data.reference, reference_fingerprints=fingerprints,
-            training=data.training, hull=hull, baseline=data.real, settings=settings,
+            training=data.training, hull=hull, relaxed_hull=relaxed, baseline=data.real,
+            settings=settings,
             cache_folder=run.evaluation, progress=False, label=name,
         )  # fmt: skip
         result.save(run.evaluation_of(name))
         evaluated[name] = EvaluatedSystem(result, len(crystals), time.perf_counter() - start)
     metrics_table(evaluated).to_csv(run.metrics)
+    intervals_table(evaluated).to_csv(run.metrics_intervals, index=False)
     return evaluated
 
 
@@ -167,3 +221,36 @@ def metrics_table(evaluated: Mapping[str, EvaluatedSystem]) -> pd.DataFrame:
         for name, e in evaluated.items()
     }
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("system")
+
+
+def intervals_table(evaluated: Mapping[str, EvaluatedSystem | Report]) -> pd.DataFrame:
+    """One row per (system, metric): value, low, high, n, k and the interval's method."""
+    rows = [
+        {"system": name, "metric": metric, **estimate.as_dict()}
+        for name, e in evaluated.items()
+        for metric, estimate in (
+            e.report if isinstance(e, EvaluatedSystem) else e
+        ).estimates.items()
+    ]
+    columns = ["system", "metric", "value", "low", "high", "n", "k", "method"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def table_with_intervals(
+    intervals: pd.DataFrame, *, metrics: Sequence[str] | None = None, spec: str = ".3g"
+) -> pd.DataFrame:
+    """``value [low, high]`` strings, one row per system and one column per metric ("n/c": not
+    computable), from :func:`intervals_table` (or the ``metrics_intervals.csv`` it saved)."""
+    frame = intervals if metrics is None else intervals[intervals["metric"].isin(metrics)]
+    cells = {
+        (row.system, row.metric): format_estimate(Estimate.from_dict(_no_nan(row._asdict())), spec)
+        for row in frame.itertuples(index=False)
+    }
+    table = pd.Series(cells, dtype=object).unstack()
+    order = list(dict.fromkeys(frame["metric"])) if metrics is None else list(metrics)
+    systems = list(dict.fromkeys(frame["system"]))
+    return table.reindex(index=systems, columns=order).fillna("n/c").rename_axis("system")
+
+
+def _no_nan(row: dict) -> dict:
+    return {k: None if isinstance(v, float) and np.isnan(v) else v for k, v in row.items()}

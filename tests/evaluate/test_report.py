@@ -9,24 +9,27 @@ import pandas as pd
 import pytest
 from pymatgen.core import Lattice, Structure
 
+from flowllm_kit.crystal import Crystal
 from flowllm_kit.evaluate import (
     HullReference,
     RelaxConfig,
+    RelaxedHull,
     RelaxResult,
+    Report,
     ReportSettings,
     load_elemental_references,
     report,
+    wilson_interval,
 )
 
-report_module = importlib.import_module("flowllm_kit.evaluate.report")
+stability_module = importlib.import_module("flowllm_kit.evaluate.stability")
+ELEMENTAL = "hull/2023-02-07-mp-elemental-reference-entries.json.gz"
 
 
 @pytest.fixture(scope="module")
 def subset_hull(data_root):
     frame = pd.read_csv(data_root / "mp_20_subset" / "test.csv")
-    refs = load_elemental_references(
-        data_root / "hull" / "2023-02-07-mp-elemental-reference-entries.json.gz"
-    )
+    refs = load_elemental_references(data_root / ELEMENTAL)
     return HullReference.from_formation_energies(
         frame["pretty_formula"], frame["formation_energy_per_atom"], refs, source="subset test"
     )
@@ -59,7 +62,7 @@ def test_report_numbers_and_files(mp20_subset_test, subset_hull, monkeypatch, tm
     configs: list[RelaxConfig] = []
     labels: list[str] = []
     fake = _fake_relax(subset_hull, configs, labels)
-    monkeypatch.setattr(report_module, "relax_structures", fake)
+    monkeypatch.setattr(stability_module, "relax_structures", fake)
     frame, structures = mp20_subset_test
     crystals = structures[:6]
     squashed = Structure(Lattice.cubic(5.0), ["Na", "Cl"], [[0, 0, 0], [0.02, 0, 0]])
@@ -110,6 +113,85 @@ def test_report_numbers_and_files(mp20_subset_test, subset_hull, monkeypatch, tm
     assert json.loads((folder / "settings.json").read_text())["hull source"] == "subset test"
     assert (folder / "nary_histogram.png").exists() and (folder / "e_hull_histogram.png").exists()
     assert len(pd.read_csv(folder / "per_structure.csv")) == n
+
+
+def test_relaxed_hull_intervals_and_sun_variants(
+    mp20_subset_test, subset_hull, data_root, monkeypatch, tmp_path
+):
+    """Against a relaxed hull of the training crystals whose "relaxation" returns their DFT
+    energies, E_hull equals that of a DFT hull built independently from the same entries."""
+    monkeypatch.setattr(stability_module, "relax_structures", _fake_relax(subset_hull, []))
+    frame, structures = mp20_subset_test
+    refs = load_elemental_references(data_root / ELEMENTAL)
+    per_atom = {e.composition.reduced_formula: e.energy_per_atom for e in subset_hull.entries}
+    training = structures[3:30]
+    elements = sorted({el.symbol for s in training for el in s.composition.elements})
+    terminals = [Structure(Lattice.cubic(3.0), [el], [[0, 0, 0]]) for el in elements]
+
+    def energies(batch):
+        return [
+            refs[s.composition.elements[0].symbol].energy_per_atom * len(s)
+            if len(s.composition.elements) == 1
+            else per_atom[s.composition.reduced_formula] * len(s)
+            for s in batch
+        ]
+
+    crystals = [Crystal.from_structure(s) for s in [*training, *terminals]]
+    relaxed = RelaxedHull(crystals, energies=energies, source="relaxed subset")
+    independent = HullReference.from_formation_energies(
+        frame["pretty_formula"][3:30], frame["formation_energy_per_atom"][3:30], refs, source="x"
+    )
+    generated = structures[:12]
+    settings = ReportSettings(min_count=3, processes=1)
+    result = report(
+        generated, training=training, hull=subset_hull, relaxed_hull=relaxed,
+        baseline=structures[30:40], settings=settings, figures=False,
+    )  # fmt: skip
+    table = result.per_structure
+    expected = [
+        independent.e_above_hull(s.composition, per_atom[s.composition.reduced_formula] * len(s))
+        for s in generated
+    ]
+    valid = table["structurally_valid"] & (table["composition_status"] == "valid")
+    expected = np.where(valid, expected, np.nan)  # invalid crystals are not relaxed
+    assert valid.sum() >= 10
+    np.testing.assert_allclose(table["e_hull_chgnet"], expected, atol=1e-9)
+    stable = table["stable_chgnet"].to_numpy(bool)
+    assert 0 < stable.sum() < len(generated)
+    unique, novel = table["unique"].to_numpy(bool), table["novel"].to_numpy(bool)
+    est = result.estimates
+    for name, flags in [
+        ("stable (CHGNet hull) %", stable),
+        ("S.U. (CHGNet hull) %", stable & unique),
+        ("S.U.N. (CHGNet hull) %", stable & unique & novel),
+        ("U.N. %", unique & novel),
+    ]:
+        assert (est[name].k, est[name].n) == (flags.sum(), len(generated)), name
+        low, high = wilson_interval(int(flags.sum()), len(generated))
+        assert (est[name].low, est[name].high) == pytest.approx((100 * low, 100 * high))
+    meta = table["metastable_chgnet"].to_numpy(bool)
+    assert est["metastable S.U.N. (CHGNet hull) %"].k == (meta & unique & novel).sum()
+    assert est["metastable (CHGNet hull) %"].k == (expected <= 0.1 + 1e-8).sum()
+    assert {"baseline stable %", "baseline stable (CHGNet hull) %"} <= set(est)
+    assert result.settings["relaxed hull"]["reference crystals relaxed"] == relaxed.relaxed > 0
+    folder = result.save(tmp_path / "report")
+    saved = json.loads((folder / "metrics.json").read_text())["S.U.N. (CHGNet hull) %"]
+    assert set(saved) >= {"value", "low", "high", "n"} and saved["n"] == len(generated)
+    loaded = Report.load(folder)
+    assert loaded.estimates["stable (CHGNet hull) %"] == est["stable (CHGNet hull) %"]
+
+
+def test_distances_and_coverage_have_bootstrap_intervals(mp20_subset_test):
+    _, structures = mp20_subset_test
+    result = report(
+        structures[:20], reference=structures[20:60], settings=ReportSettings(processes=1),
+        figures=False,
+    )  # fmt: skip
+    for name in ["wdist density", "wdist N_el", "coverage recall %", "coverage precision %"]:
+        e = result.estimates[name]
+        assert e.method == "bootstrap" and e.low <= e.value <= e.high, name
+    assert result.estimates["coverage recall %"].n == 40  # resampled over the reference
+    assert result.estimates["wdist density"].n == result.settings["counts"]["valid"]
 
 
 def test_too_few_structures_are_not_computable(rock_salt):
