@@ -132,7 +132,7 @@ def _stability_hull(args: argparse.Namespace) -> HullReference | None:
 def _settings(args: argparse.Namespace) -> Any:
     return report_settings(
         args.preset, relax_steps=args.relax_steps, relax_stall_steps=args.relax_stall_steps,
-        min_count=args.min_count, processes=args.processes,
+        min_count=args.min_count, processes=args.processes, seed=args.seed,
     )  # fmt: skip
 
 

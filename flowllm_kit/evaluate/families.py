@@ -79,13 +79,19 @@ def distribution_family(
     held fixed: it is the yardstick, not the sample)."""
     ref_density, ref_count = densities(reference), element_counts(reference)
     density, count = densities(valid_structures), element_counts(valid_structures)
+    distance = {"interval": "normal", "floor": 0.0}  # why not percentile: evaluate.intervals
     return Family(
         metrics={
             "wdist density": bootstrap_estimate(
-                wasserstein, density, fixed=[ref_density], min_count=m, seed=seed
+                wasserstein, density, fixed=[ref_density], min_count=m, seed=seed, **distance
             ),
             "wdist N_el": bootstrap_estimate(
-                wasserstein, count.astype(float), fixed=[ref_count], min_count=m, seed=seed
+                wasserstein,
+                count.astype(float),
+                fixed=[ref_count],
+                min_count=m,
+                seed=seed,
+                **distance,
             ),
         },
         counts={"reference": len(reference)},

@@ -3,8 +3,13 @@
 * Rates (validity, uniqueness, novelty, stability, S.U.N., closeness match): the Wilson score
   interval, which stays inside [0, 100] and is honest at 0 of n and n of n, where the normal
   approximation collapses to a width of zero.
-* Statistics of a sample that are not rates (Wasserstein distances, coverage, closeness means):
-  a percentile bootstrap over the crystals, with a fixed seed so a rerun prints the same bounds.
+* Statistics of a sample that are not rates (coverage, closeness means): a percentile bootstrap
+  over the crystals, with a fixed seed so a rerun prints the same bounds.
+* Wasserstein distances: the bootstrap's normal interval, value ± 1.96 standard errors, cut at 0.
+  Their percentile interval can miss the value altogether: a resample repeats some crystals and
+  leaves others out, which moves its distribution away from the reference's, so the resampled
+  distances sit above the measured one (on 15 real crystals, value 0.61 and percentile interval
+  [0.66, 2.0]). The standard error still measures how much the distance moves with the sample.
 * Differences between two systems' rates: Newcombe's hybrid score interval (method 10 of
   Newcombe 1998), built from the two Wilson intervals; it is what notebook 08 shows beside each
   pair of systems.
@@ -148,8 +153,10 @@ def bootstrap_estimate(
     resamples: int = BOOTSTRAP_RESAMPLES,
     confidence: float = CONFIDENCE,
     seed: int = 0,
+    interval: str = "percentile",
+    floor: float = -math.inf,
 ) -> Estimate:
-    """``statistic(*samples, *fixed)`` with a percentile-bootstrap interval.
+    """``statistic(*samples, *fixed)`` with a bootstrap interval.
 
     The arrays in ``samples`` hold one entry per crystal (equal lengths) and are resampled
     together, with replacement; ``fixed`` arguments (a reference set, say) are passed as they
@@ -163,13 +170,20 @@ def bootstrap_estimate(
         resamples: Bootstrap resamples.
         confidence: Interval level.
         seed: Seed of the resampling.
+        interval: ``"percentile"`` (the resamples' quantiles) or ``"normal"`` (value ± z
+            standard deviations of the resamples; for statistics whose resamples are biased, as
+            a distance between distributions is).
+        floor: The smallest value the statistic can take; a normal interval is cut there.
     """
+    if interval not in ("percentile", "normal"):
+        raise ValueError(f"interval={interval!r}: expected 'percentile' or 'normal'")
+    method = "bootstrap" if interval == "percentile" else "bootstrap-normal"
     n = len(samples[0]) if samples else 0
     if any(len(s) != n for s in samples):
         raise ValueError(f"samples of different lengths: {[len(s) for s in samples]}")
     value = float(statistic(*samples, *fixed)) if n else math.nan
     if n < max(min_count, 1) or math.isnan(value):
-        return Estimate(math.nan if n < max(min_count, 1) else value, n=n, method="bootstrap")
+        return Estimate(math.nan if n < max(min_count, 1) else value, n=n, method=method)
     rng = np.random.default_rng(seed)
     draws = np.array(
         [
@@ -180,7 +194,10 @@ def bootstrap_estimate(
     )
     draws = draws[~np.isnan(draws)]
     if not len(draws):
-        return Estimate(value, n=n, method="bootstrap")
+        return Estimate(value, n=n, method=method)
+    if interval == "normal":
+        half = _z(confidence) * float(np.std(draws, ddof=1)) if len(draws) > 1 else 0.0
+        return Estimate(value, max(value - half, floor), value + half, n=n, method=method)
     tail = 100 * (1 - confidence) / 2
     low, high = np.percentile(draws, [tail, 100 - tail])
-    return Estimate(value, float(low), float(high), n=n, method="bootstrap")
+    return Estimate(value, float(low), float(high), n=n, method=method)

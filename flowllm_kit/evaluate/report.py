@@ -67,8 +67,9 @@ RELAXED_HULL_SUFFIX = " (CHGNet hull)"
 
 INTERVALS = (
     "95% intervals: Wilson score for rates; percentile bootstrap over the generated crystals "
-    f"({BOOTSTRAP_RESAMPLES} resamples, seeded) for Wasserstein distances, coverage precision "
-    "and closeness means, over the reference crystals for coverage recall"
+    f"({BOOTSTRAP_RESAMPLES} resamples, seeded) for coverage precision and closeness means, over "
+    "the reference crystals for coverage recall; for Wasserstein distances the bootstrap's "
+    "normal interval (value ± 1.96 standard errors, cut at 0)"
 )
 
 

@@ -117,9 +117,10 @@ def report_settings(
     relax_stall_steps: int | None = None,
     min_count: int | None = None,
     processes: int | None = None,
+    seed: int | None = None,
 ) -> ReportSettings:
     """The report settings of a preset (:func:`~flowllm_kit.evaluate.report_preset`) with the
-    coverage cutoffs of its dataset, and the values given replaced."""
+    coverage cutoffs of its dataset, and the values given replaced (``seed``: the bootstrap's)."""
     base = report_preset(preset)
     dataset = get_preset(preset).data.dataset
     cutoffs = next((name for name in COVERAGE_CUTOFFS if dataset.startswith(name)), "mp_20")
@@ -132,6 +133,7 @@ def report_settings(
         min_count=min_count or base.min_count,
         relax=relax,
         processes=processes or base.processes,
+        seed=base.seed if seed is None else seed,
     )
 
 

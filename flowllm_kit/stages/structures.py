@@ -99,7 +99,7 @@ def evaluate_structures(
             f"{len(inputs.rejected)} rejected, listed in {out / REJECTED_CSV}"
         )
     data = evaluation_data(preset, n_evaluate=n_evaluate, n_reference=n_reference, seed=seed)
-    settings = settings or report_settings(preset)
+    settings = settings or report_settings(preset, seed=seed)
     fingerprints = reference_fingerprints(
         data.reference,
         path=out / f"reference_fingerprints_{data.name}.npz",

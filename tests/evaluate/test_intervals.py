@@ -16,6 +16,7 @@ from flowllm_kit.evaluate.intervals import (
     rate_estimate,
     wilson_interval,
 )
+from flowllm_kit.evaluate.properties import wasserstein
 
 Z95 = 1.959963984540054
 
@@ -89,6 +90,30 @@ def test_bootstrap_of_a_mean_agrees_with_normal_theory() -> None:
     assert est.high == pytest.approx(values.mean() + half, abs=0.15 * half)
     again = bootstrap_estimate(np.mean, values, seed=0)
     assert (again.low, again.high) == (est.low, est.high)  # seeded: the same bounds
+
+
+def test_normal_bootstrap_of_a_mean_is_value_plus_minus_z_standard_errors() -> None:
+    values = np.random.default_rng(2).normal(3.0, 2.0, size=400)
+    est = bootstrap_estimate(np.mean, values, seed=0, interval="normal")
+    half = Z95 * values.std(ddof=1) / math.sqrt(len(values))
+    assert est.method == "bootstrap-normal"
+    assert est.high - est.value == pytest.approx(est.value - est.low)  # symmetric about the value
+    assert est.high - est.value == pytest.approx(half, rel=0.15)
+    with pytest.raises(ValueError, match="interval="):
+        bootstrap_estimate(np.mean, values, interval="bca")
+
+
+def test_wasserstein_interval_holds_its_value_where_the_percentile_one_does_not() -> None:
+    # A sample from the reference's own distribution: resamples repeat some values and drop
+    # others, so their distances to the reference sit above the sample's.
+    rng = np.random.default_rng(3)
+    reference, sample = rng.normal(size=2000), rng.normal(size=15)
+    percentile = bootstrap_estimate(wasserstein, sample, fixed=[reference], seed=0)
+    normal = bootstrap_estimate(
+        wasserstein, sample, fixed=[reference], seed=0, interval="normal", floor=0.0
+    )
+    assert percentile.low > percentile.value  # the bias the normal interval is chosen for
+    assert normal.low <= normal.value <= normal.high and normal.low >= 0.0
 
 
 def test_bootstrap_resamples_arrays_together_and_keeps_fixed_ones() -> None:
