@@ -193,6 +193,11 @@ class RunFolder:
         """Notebook 08's systems beside the paper."""
         return self.evaluation / "comparison.csv"
 
+    @property
+    def differences(self) -> Path:
+        """Notebook 08's differences between systems, metric by metric, with their intervals."""
+        return self.evaluation / "differences.csv"
+
     # --- the series runner ---------------------------------------------------------------
     @property
     def notebooks(self) -> Path:

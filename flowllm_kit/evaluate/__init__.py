@@ -53,6 +53,7 @@ from flowllm_kit.evaluate.inputs import Rejected, StructureInputs, read_structur
 from flowllm_kit.evaluate.intervals import (
     Estimate,
     bootstrap_estimate,
+    difference,
     format_estimate,
     rate_difference,
     rate_estimate,
@@ -141,6 +142,7 @@ __all__ = [
     "format_estimate",
     "rate_difference",
     "rate_estimate",
+    "difference",
     "wilson_interval",
     # structure files of any generator
     "Rejected",

@@ -98,35 +98,29 @@ def distribution_family(
     )
 
 
-def _percent_mean(flags: np.ndarray) -> float:
-    return 100 * float(np.mean(flags)) if len(flags) else math.nan
-
-
 def coverage_family(
     structures: Sequence[Structure],
     reference: Sequence[Structure],
     reference_fingerprints: Fingerprints | None,
     settings: ReportSettings,
     m: int,
-    seed: int,
 ) -> Family:
     """Coverage recall and precision against the reference (CrystalNN and Magpie
-    fingerprints). Recall's bootstrap resamples the reference crystals (whether each is
-    covered by the generated set), precision's the generated crystals (whether each is close to
-    the reference; failed fingerprints count as not close)."""
+    fingerprints), as rates with Wilson intervals: recall over the reference crystals (k of
+    them covered by the generated set), precision over the generated crystals (k of them close
+    to the reference; failed fingerprints count as not close). Not a bootstrap, although the
+    flags are the same: a percentile bootstrap of 0 of n flags is the interval [0, 0]."""
     ref_fp = reference_fingerprints or fingerprints(reference, processes=settings.processes)
     gen_fp = fingerprints(structures, processes=settings.processes)
     cov = coverage(gen_fp, ref_fp, dataset=settings.dataset)
     precise = np.zeros(len(structures), dtype=bool)
     precise[np.flatnonzero(gen_fp.ok)] = cov.precise
     enough = len(structures) >= m
-    recall = bootstrap_estimate(_percent_mean, cov.covered.astype(float), seed=seed)
+    recall = rate_estimate(cov.covered)
     return Family(
         metrics={
-            "coverage recall %": recall if enough else Estimate(math.nan, n=recall.n),
-            "coverage precision %": bootstrap_estimate(
-                _percent_mean, precise.astype(float), min_count=m, seed=seed
-            ),
+            "coverage recall %": recall if enough else Estimate(math.nan, n=recall.n, k=recall.k),
+            "coverage precision %": rate_estimate(precise, min_count=m),
         },
         columns={"fingerprint_ok": gen_fp.ok, "coverage_precise": precise},
     )

@@ -1,18 +1,19 @@
 """Every reported number with its 95% interval and the count behind it (docs/METHOD.md §9).
 
-* Rates (validity, uniqueness, novelty, stability, S.U.N., closeness match): the Wilson score
-  interval, which stays inside [0, 100] and is honest at 0 of n and n of n, where the normal
-  approximation collapses to a width of zero.
-* Statistics of a sample that are not rates (coverage, closeness means): a percentile bootstrap
-  over the crystals, with a fixed seed so a rerun prints the same bounds.
+* Rates (validity, coverage, uniqueness, novelty, stability, S.U.N., closeness match): the
+  Wilson score interval, which stays inside [0, 100] and is honest at 0 of n and n of n, where
+  the normal approximation (and a bootstrap) collapses to a width of zero.
+* Statistics of a sample that are not rates (closeness means): a percentile bootstrap over the
+  crystals, with a fixed seed so a rerun prints the same bounds.
 * Wasserstein distances: the bootstrap's normal interval, value ± 1.96 standard errors, cut at 0.
   Their percentile interval can miss the value altogether: a resample repeats some crystals and
   leaves others out, which moves its distribution away from the reference's, so the resampled
   distances sit above the measured one (on 15 real crystals, value 0.61 and percentile interval
   [0.66, 2.0]). The standard error still measures how much the distance moves with the sample.
 * Differences between two systems' rates: Newcombe's hybrid score interval (method 10 of
-  Newcombe 1998), built from the two Wilson intervals; it is what notebook 08 shows beside each
-  pair of systems.
+  Newcombe 1998), built from the two Wilson intervals; for the other metrics the same
+  construction (MOVER) from their bootstrap intervals. Notebook 08 shows these beside each pair
+  of systems.
 
 Written here rather than taken from statsmodels or scipy.stats.bootstrap: the Wilson and Newcombe
 intervals are a few lines each, and the kit's bootstraps resample several arrays together
@@ -34,6 +35,7 @@ __all__ = [
     "CONFIDENCE",
     "Estimate",
     "bootstrap_estimate",
+    "difference",
     "format_estimate",
     "rate_difference",
     "rate_estimate",
@@ -143,6 +145,26 @@ def rate_difference(
     low = d - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2)
     high = d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
     return Estimate(100 * d, 100 * low, 100 * high, n=first.n + second.n, method="newcombe")
+
+
+def difference(first: Estimate, second: Estimate) -> Estimate:
+    """``first - second`` of two independent estimates of the same metric, with the MOVER
+    interval (Zou and Donner 2008): each bound of the difference combines, in quadrature, the
+    distances from each value to the bound on the side that moves the difference that way. For
+    two Wilson rates this is Newcombe's hybrid interval (:func:`rate_difference`); for the
+    bootstrap metrics it inherits their intervals' asymmetry (NaN when either is not computable
+    or has no interval)."""
+    n = first.n + second.n
+    if first.k is not None and second.k is not None:
+        return rate_difference(first, second)
+    bounds = [first.value, first.low, first.high, second.value, second.low, second.high]
+    if any(math.isnan(b) for b in bounds):
+        value = first.value - second.value
+        return Estimate(value, n=n, method="mover")
+    d = first.value - second.value
+    low = d - math.hypot(first.value - first.low, second.high - second.value)
+    high = d + math.hypot(first.high - first.value, second.value - second.low)
+    return Estimate(d, low, high, n=n, method="mover")
 
 
 def bootstrap_estimate(

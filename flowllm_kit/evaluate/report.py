@@ -66,10 +66,10 @@ RELAXED_HULL_SUFFIX = " (CHGNet hull)"
 """Ends the names of the metrics measured against the relaxed hull."""
 
 INTERVALS = (
-    "95% intervals: Wilson score for rates; percentile bootstrap over the generated crystals "
-    f"({BOOTSTRAP_RESAMPLES} resamples, seeded) for coverage precision and closeness means, over "
-    "the reference crystals for coverage recall; for Wasserstein distances the bootstrap's "
-    "normal interval (value ± 1.96 standard errors, cut at 0)"
+    "95% intervals: Wilson score for rates (coverage recall over the reference crystals); "
+    f"percentile bootstrap over the generated crystals ({BOOTSTRAP_RESAMPLES} resamples, "
+    "seeded) for closeness means; for Wasserstein distances the bootstrap's normal interval "
+    "(value ± 1.96 standard errors, cut at 0)"
 )
 
 
@@ -199,7 +199,7 @@ def report(
         valid_structures = [s for s, ok in zip(structures, valid, strict=True) if ok]
         add(distribution_family(valid_structures, ref, m, settings.seed))
         fps = reference_fingerprints
-        add(coverage_family(structures, ref, fps, settings, m, settings.seed))
+        add(coverage_family(structures, ref, fps, settings, m))
     novelty = uniqueness_novelty_family(structures, training, settings, m)
     add(novelty)
     hulls = [NamedHull(h) for h in [hull] if h is not None]

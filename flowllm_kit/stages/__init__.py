@@ -17,6 +17,7 @@ from __future__ import annotations
 from flowllm_kit.stages.evaluation import (
     EvaluatedSystem,
     EvaluationData,
+    differences_table,
     evaluate_systems,
     evaluation_data,
     intervals_table,
@@ -55,6 +56,7 @@ __all__ = [
     "FLOW_MODELS",
     "EvaluatedSystem",
     "EvaluationData",
+    "differences_table",
     "evaluate_systems",
     "evaluation_data",
     "intervals_table",

@@ -35,6 +35,7 @@ from flowllm_kit.evaluate import (
     RelaxedHull,
     Report,
     ReportSettings,
+    difference,
     format_estimate,
     reference_fingerprints,
     report,
@@ -48,6 +49,7 @@ from flowllm_kit.run import RunFolder
 __all__ = [
     "EvaluatedSystem",
     "EvaluationData",
+    "differences_table",
     "evaluate_systems",
     "evaluation_data",
     "intervals_table",
@@ -252,6 +254,40 @@ def table_with_intervals(
     order = list(dict.fromkeys(frame["metric"])) if metrics is None else list(metrics)
     systems = list(dict.fromkeys(frame["system"]))
     return table.reindex(index=systems, columns=order).fillna("n/c").rename_axis("system")
+
+
+def differences_table(
+    intervals: pd.DataFrame, pairs: Sequence[tuple[str, str]], metrics: Sequence[str]
+) -> pd.DataFrame:
+    """``first - second`` for each pair of systems and each metric, with its 95% interval
+    (:func:`~flowllm_kit.evaluate.difference`: Newcombe's for rates, in percentage points).
+
+    Args:
+        intervals: :func:`intervals_table`, or the ``metrics_intervals.csv`` it saved.
+        pairs: (first, second) system names.
+        metrics: The metrics to difference (a pair missing one gets no row for it).
+
+    Returns:
+        One row per (first, second, metric): difference, low, high, n, method, and
+        ``excludes_zero`` (the interval lies wholly on one side of 0).
+    """
+    estimates = {
+        (row.system, row.metric): Estimate.from_dict(_no_nan(row._asdict()))
+        for row in intervals.itertuples(index=False)
+    }
+    rows = []
+    for first, second in pairs:
+        for metric in metrics:
+            if (first, metric) not in estimates or (second, metric) not in estimates:
+                continue
+            d = difference(estimates[first, metric], estimates[second, metric])
+            rows.append({
+                "first": first, "second": second, "metric": metric, "difference": d.value,
+                "low": d.low, "high": d.high, "n": d.n, "method": d.method,
+                "excludes_zero": bool(d.low > 0 or d.high < 0),
+            })  # fmt: skip
+    columns = ["first", "second", "metric", "difference", "low", "high", "n", "method"]
+    return pd.DataFrame(rows, columns=[*columns, "excludes_zero"])
 
 
 def _no_nan(row: dict) -> dict:

@@ -3,7 +3,7 @@ curves, systems side by side (plotly)."""
 
 from __future__ import annotations
 
-from flowllm_kit.viz.compare import closeness_figure, e_hull_figure
+from flowllm_kit.viz.compare import closeness_figure, differences_figure, e_hull_figure
 from flowllm_kit.viz.distributions import crystal_table, distribution_figure
 from flowllm_kit.viz.structure import unit_cell_figure
 from flowllm_kit.viz.torus import torus_path_figure
@@ -20,6 +20,7 @@ __all__ = [
     "closeness_figure",
     "crystal_path",
     "crystal_table",
+    "differences_figure",
     "distribution_figure",
     "e_hull_figure",
     "loss_curves_figure",

@@ -11,6 +11,7 @@ import pytest
 from flowllm_kit.evaluate.intervals import (
     Estimate,
     bootstrap_estimate,
+    difference,
     format_estimate,
     rate_difference,
     rate_estimate,
@@ -79,6 +80,19 @@ def test_rate_difference_matches_newcombe(a, b, low, high) -> None:
 def test_rate_difference_needs_rates() -> None:
     with pytest.raises(ValueError, match="two rates"):
         rate_difference(Estimate(1.0), Estimate(2.0))
+
+
+def test_difference_of_rates_is_newcombe_and_of_other_metrics_combines_bounds() -> None:
+    a, b = rate_estimate([True] * 56 + [False] * 14), rate_estimate([True] * 48 + [False] * 32)
+    assert difference(a, b) == rate_difference(a, b)
+    # Symmetric intervals: half-widths add in quadrature; asymmetric ones keep their sides.
+    d = difference(Estimate(1.0, 0.7, 1.3, n=10), Estimate(0.5, 0.1, 0.9, n=20))
+    assert d.method == "mover" and d.n == 30 and d.value == pytest.approx(0.5)
+    assert (d.low, d.high) == pytest.approx((0.5 - 0.5, 0.5 + 0.5))
+    skew = difference(Estimate(2.0, 1.0, 2.5, n=5), Estimate(1.0, 0.8, 1.6, n=5))
+    expected = (1.0 - math.hypot(1.0, 0.6), 1.0 + math.hypot(0.5, 0.2))
+    assert (skew.low, skew.high) == pytest.approx(expected)
+    assert math.isnan(difference(Estimate(1.0, n=3), Estimate(0.5, 0.1, 0.9, n=3)).low)
 
 
 def test_bootstrap_of_a_mean_agrees_with_normal_theory() -> None:

@@ -181,16 +181,19 @@ def test_relaxed_hull_intervals_and_sun_variants(
     assert loaded.estimates["stable (CHGNet hull) %"] == est["stable (CHGNet hull) %"]
 
 
-def test_distances_and_coverage_have_bootstrap_intervals(mp20_subset_test):
+def test_distances_have_bootstrap_intervals_and_coverage_wilson_ones(mp20_subset_test):
     _, structures = mp20_subset_test
     result = report(
         structures[:20], reference=structures[20:60], settings=ReportSettings(processes=1),
         figures=False,
     )  # fmt: skip
-    for name in ["wdist density", "wdist N_el", "coverage recall %", "coverage precision %"]:
+    for name in ["wdist density", "wdist N_el"]:
         e = result.estimates[name]
-        assert e.method == "bootstrap" and e.low <= e.value <= e.high, name
-    assert result.estimates["coverage recall %"].n == 40  # resampled over the reference
+        assert e.method == "bootstrap-normal" and 0 <= e.low <= e.value <= e.high, name
+    recall, precision = (result.estimates[f"coverage {kind} %"] for kind in ("recall", "precision"))
+    assert recall.method == precision.method == "wilson"
+    assert recall.n == 40 and recall.value == pytest.approx(100 * recall.k / 40)  # the reference
+    assert precision.n == 20 and precision.value == pytest.approx(100 * precision.k / 20)
     assert result.estimates["wdist density"].n == result.settings["counts"]["valid"]
 
 
