@@ -108,7 +108,7 @@ def run_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "e_hull": [0.125, float("nan")],
         }
     )
-    Report(metrics={}, per_structure=table, settings={}, figures={}).save(
+    Report(estimates={}, per_structure=table, settings={}, figures={}).save(
         run / "evaluation" / "flowllm"
     )
     return run
