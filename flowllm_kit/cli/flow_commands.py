@@ -26,7 +26,8 @@ GROUPS = {"both": ("flowllm", "flowmm"), "all": MODELS}
 
 
 def _models(choice: str) -> tuple[str, ...]:
-    """The models named by ``--model`` (``both``: FlowLLM, FlowMM; ``all``: FlowLLM-Types too)."""
+    """The models named by ``--model`` (``both``: FlowLLM, FlowMM; ``all``: FlowMM-CSP and
+    FlowLLM-Types too)."""
     return GROUPS.get(choice, (choice,))
 
 
@@ -56,7 +57,8 @@ def _train_flow_options(parser: argparse.ArgumentParser) -> None:
 
 
 def train_flow(args: argparse.Namespace) -> None:
-    """Train FlowLLM, FlowMM and/or FlowLLM-Types on the pair set into flow/<model>/ (nb 05)."""
+    """Train FlowLLM, FlowMM, FlowMM-CSP and/or FlowLLM-Types on the pair set into flow/<model>/
+    (nb 05)."""
 
     run = setup(args)
     require(run.pairs, "pair set", "pairs", args)
@@ -115,7 +117,7 @@ def sample(args: argparse.Namespace) -> None:
         require(run.flow_checkpoint(name), f"{name} checkpoint", "train-flow", args)
     if {"flowllm", "flowllm_types"} & set(models) or args.n_samples is None:
         require(run.llm_samples, "LLM samples", "sample-llm", args)
-    if {"flowmm", "flowllm_types"} & set(models):
+    if {"flowmm", "flowmm_csp", "flowllm_types"} & set(models):
         require(run.pairs, "pair set", "pairs", args)
     starts = flow_starts(run, models, n=args.n_samples, seed=args.seed)
     sampler = FlowSamplerConfig(
@@ -125,7 +127,9 @@ def sample(args: argparse.Namespace) -> None:
         anti_annealing_start=args.anti_annealing_start,
     )
     networks = load_flows(run, models, device=resolve_device("auto"))
-    generated = sample_flows(run, networks, starts, sampler=sampler, batch_size=args.batch_size)
+    generated = sample_flows(
+        run, networks, starts, sampler=sampler, batch_size=args.batch_size, seed=args.seed
+    )
     for name, crystals in generated.items():
         print(f"{name}: {len(crystals)} crystals in {run.samples_file(name)}")
 

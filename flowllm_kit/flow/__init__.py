@@ -12,7 +12,8 @@ Typical use::
 
 Modules: :mod:`~.config` (dataclasses, presets), :mod:`~.graph` and :mod:`~.layers` (building
 blocks), :mod:`~.network`, :mod:`~.path`, :mod:`~.loss`, :mod:`~.base`, :mod:`~.sampler`,
-:mod:`~.train`, :mod:`~.checkpoint`, :mod:`~.refinement` (the refinement benchmark: corrupted
+:mod:`~.train`, :mod:`~.types` (atom types as analog bits, for the de novo flow),
+:mod:`~.checkpoint`, :mod:`~.refinement` (the refinement benchmark: corrupted
 real crystals in, errors before and after the flow out).
 """
 
@@ -36,11 +37,20 @@ from flowllm_kit.flow.loss import FlowLoss, VelocityField, flow_matching_loss, p
 from flowllm_kit.flow.network import VelocityNetwork
 from flowllm_kit.flow.path import PathSample, sample_path, sample_times
 from flowllm_kit.flow.sampler import FlowSamples, Trajectory, sample, sample_in_chunks
-from flowllm_kit.flow.starts import types_only_starts, uniform_starts
+from flowllm_kit.flow.starts import denovo_starts, types_only_starts, uniform_starts
 from flowllm_kit.flow.statistics import FlowStatistics
 from flowllm_kit.flow.train import FlowPair, FlowTrainer, fit_statistics
+from flowllm_kit.flow.types import (
+    DEFAULT_TYPE_BITS,
+    AtomCounts,
+    decode_types,
+    encode_types,
+    type_noise,
+)
 
 __all__ = [
+    "DEFAULT_TYPE_BITS",
+    "AtomCounts",
     "BaseDistribution",
     "CrystalGraph",
     "FlowLoss",
@@ -59,6 +69,9 @@ __all__ = [
     "UniformBase",
     "VelocityField",
     "VelocityNetwork",
+    "decode_types",
+    "denovo_starts",
+    "encode_types",
     "fit_statistics",
     "flow_configs",
     "flow_matching_loss",
@@ -75,4 +88,5 @@ __all__ = [
     "sample_path",
     "sample_times",
     "train_preset",
+    "type_noise",
 ]

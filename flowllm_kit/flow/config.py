@@ -84,6 +84,10 @@ class NetworkConfig:
     # for equal lengths (cubic, tetragonal, hexagonal cells), so the network can see how far a
     # cell is from having equal lengths (0: none, as in the reference).
     length_ratios: bool = False
+    # Generate atom types too (a de novo flow, FlowMM's analog bits: flow/types.py): atoms start
+    # from a linear embedding of their current type bits and a head predicts the bits'
+    # velocity. 0: the types are given and fixed (FlowLLM, FlowLLM-Types, FlowMM-CSP).
+    type_bits: int = 0
     aggregation: Literal["mean", "sum"] = "mean"  # how messages are pooled per receiving atom
     layer_norm: bool = True  # pre-LayerNorm in each layer and before the output heads
 
@@ -106,6 +110,8 @@ class NetworkConfig:
             )
         if self.distance_cutoff <= 0:
             raise ValueError(f"distance_cutoff must be positive, got {self.distance_cutoff}")
+        if self.type_bits < 0 or self.type_bits > 16:
+            raise ValueError(f"NetworkConfig.type_bits must lie in 0..16, got {self.type_bits}")
         check_representation(self.lattice_representation)
 
     @property
@@ -174,12 +180,14 @@ def reference_network(config: NetworkConfig) -> NetworkConfig:
 
 def reference_loss(config: LossConfig | None = None) -> LossConfig:
     """``config`` (default :class:`LossConfig`) with the reference's loss: raw errors weighted
-    200 : 1 (the paper's ratio; the dataclass defaults), normalization kept as given."""
+    200 : 1 (the paper's ratio; the dataclass defaults), types at FlowMM's tenth of the
+    coordinates' weight (20), normalization kept as given."""
     reference = LossConfig()
     return dataclasses.replace(
         config or reference,
         weight_coords=reference.weight_coords,
         weight_lattice=reference.weight_lattice,
+        weight_types=reference.weight_types,
         lattice_error="raw",
         coord_error="raw",
     )
@@ -197,7 +205,10 @@ class LossConfig:
 
     weight_coords: float = 200.0  # lambda_f, on the per-atom mean squared coordinate error
     weight_lattice: float = 1.0  # lambda_l, on the mean squared lattice error
-    normalize: bool = True  # divide both weights by their sum (reference code)
+    # lambda_a, on the mean squared error of the type bits' velocity; only flows that generate
+    # atom types have that term (FlowMM's ratio to the coordinates is 40 : 400).
+    weight_types: float = 20.0
+    normalize: bool = True  # divide the weights by the sum of those in use (reference code)
     # Where the lattice error is measured: "raw" (reference: in the lattice space's own units,
     # so components with large velocities dominate) or "standardized" (each component divided
     # by the standard deviation of its training target velocity, so all six count alike).
@@ -214,9 +225,16 @@ class LossConfig:
 
     @property
     def weights(self) -> tuple[float, float]:
-        """``(lambda_f, lambda_l)`` as applied."""
+        """``(lambda_f, lambda_l)`` as applied to a flow with fixed atom types."""
         total = self.weight_coords + self.weight_lattice if self.normalize else 1.0
         return self.weight_coords / total, self.weight_lattice / total
+
+    @property
+    def weights_with_types(self) -> tuple[float, float, float]:
+        """``(lambda_f, lambda_l, lambda_a)`` as applied to a flow that generates atom types."""
+        total = self.weight_coords + self.weight_lattice + self.weight_types
+        total = total if self.normalize else 1.0
+        return self.weight_coords / total, self.weight_lattice / total, self.weight_types / total
 
 
 @dataclass(frozen=True)
@@ -276,8 +294,14 @@ class TrainConfig:
 
 # Both errors standardized, weighted 1 : 1 (the reference: raw errors, 200 : 1; see LossConfig
 # and benchmarks/results/refinement.md). reference_loss() undoes it.
+# A flow that generates types adds their term at weight 1: the bits' target velocity has
+# variance 2 per component, the same order as the two standardized errors.
 KIT_LOSS = LossConfig(
-    weight_coords=1.0, weight_lattice=1.0, lattice_error="standardized", coord_error="standardized"
+    weight_coords=1.0,
+    weight_lattice=1.0,
+    weight_types=1.0,
+    lattice_error="standardized",
+    coord_error="standardized",
 )
 
 TRAIN_PRESETS: dict[str, TrainConfig] = {

@@ -41,11 +41,14 @@ class FlowLoss:
         total: The weighted loss that is minimized.
         coords: Unweighted mean squared coordinate error (per component, per crystal).
         lattice: Unweighted mean squared lattice error.
+        types: Unweighted mean squared error of the type bits' velocity (None for flows with
+            fixed atom types).
     """
 
     total: Tensor
     coords: Tensor
     lattice: Tensor
+    types: Tensor | None = None
 
 
 def flow_matching_loss(
@@ -56,6 +59,7 @@ def flow_matching_loss(
     config: LossConfig | None = None,
     lattice_scale: Tensor | None = None,
     coord_scale: Tensor | float | None = None,
+    v_a: Tensor | None = None,
 ) -> FlowLoss:
     """Loss of predicted velocities against the path's targets.
 
@@ -69,12 +73,19 @@ def flow_matching_loss(
             ``"standardized"`` (required then).
         coord_scale: RMS of the coordinate target velocity; the coordinate error is divided
             by it when ``config.coord_error`` is ``"standardized"`` (required then).
+        v_a: ``(N, bits)`` predicted velocity of the type bits, for a path sample with types
+            (required then; the term per crystal is the mean over its atoms and bits).
 
     Returns:
         The loss terms, each averaged over crystals.
     """
     config = config or LossConfig()
-    weight_f, weight_l = config.weights
+    with_types = sample.da_t is not None
+    if with_types and v_a is None:
+        raise ValueError("the path sample has atom types: pass their predicted velocity v_a")
+    weight_f, weight_l, weight_a = (
+        config.weights_with_types if with_types else (*config.weights, 0.0)
+    )
     index, num = sample.x_1.batch_index, sample.x_1.num_crystals
     error_f = v_f - sample.df_t  # (N, 3)
     if config.coord_error == "standardized":
@@ -91,15 +102,28 @@ def flow_matching_loss(
         error_l = error_l / lattice_scale.to(error_l.dtype)
     lattice = error_l.pow(2).mean(-1)  # (B,)
     total = weight_f * coords + weight_l * lattice
-    return FlowLoss(total=total.mean(), coords=coords.mean(), lattice=lattice.mean())
+    types = None
+    if with_types:
+        squared_a = (v_a - sample.da_t).pow(2).mean(-1, keepdim=True)  # (N, 1)
+        types = torus.scatter_mean(squared_a, index, num).squeeze(-1)  # (B,)
+        total = total + weight_a * types
+        types = types.mean()
+    return FlowLoss(total=total.mean(), coords=coords.mean(), lattice=lattice.mean(), types=types)
 
 
 def path_loss(
     model: VelocityField, sample: PathSample, *, config: LossConfig | None = None
 ) -> FlowLoss:
     """Evaluate ``model`` on the path sample and return :func:`flow_matching_loss` (with the
-    model's ``velocity_std`` and ``coord_scale`` as the scales, when it has them)."""
-    v_f, v_l = model.velocity(sample.x_0, sample.f_t, sample.l_t, sample.t)
+    model's ``velocity_std`` and ``coord_scale`` as the scales, when it has them). A sample
+    with atom types calls the model's ``velocity_with_types``."""
+    v_a = None
+    if sample.a_t is not None:
+        v_f, v_l, v_a = model.velocity_with_types(  # type: ignore[attr-defined]
+            sample.x_0, sample.f_t, sample.l_t, sample.a_t, sample.t
+        )
+    else:
+        v_f, v_l = model.velocity(sample.x_0, sample.f_t, sample.l_t, sample.t)
     return flow_matching_loss(
         v_f,
         v_l,
@@ -107,4 +131,5 @@ def path_loss(
         config=config,
         lattice_scale=getattr(model, "velocity_std", None),
         coord_scale=getattr(model, "coord_scale", None),
+        v_a=v_a,
     )

@@ -89,6 +89,9 @@ class VelocityNetwork(nn.Module):
         self.config = config = config or NetworkConfig()
         hidden = config.hidden_dim
         self.atom_embedding = nn.Embedding(config.max_atomic_number + 1, hidden)
+        # A de novo flow sees its atoms' current type bits instead of a fixed type.
+        self.type_embedding = nn.Linear(config.type_bits, hidden) if config.type_bits else None
+        self.type_head = nn.Linear(hidden, config.type_bits) if config.type_bits else None
         self.node_init = nn.Linear(hidden + config.time_dim, hidden)
         self.num_atoms_embedding = (
             nn.Embedding(config.max_num_atoms + 1, hidden) if config.num_atoms_embedding else None
@@ -152,6 +155,11 @@ class VelocityNetwork(nn.Module):
         )
 
     @property
+    def type_bits(self) -> int:
+        """Analog bits per atom type when the network generates types, else 0."""
+        return self.config.type_bits
+
+    @property
     def lattice_representation(self) -> str:
         """The lattice space of ``l_t`` and ``v_l`` (``"logit"`` or ``"log"``)."""
         return self.config.lattice_representation
@@ -199,14 +207,66 @@ class VelocityNetwork(nn.Module):
 
         Returns:
             ``(v_f, v_l)`` of shapes ``(N, 3)`` and ``(B, 6)``.
+
+        Raises:
+            ValueError: If the network generates atom types (use :meth:`velocity_with_types`).
         """
+        if self.type_bits:
+            raise ValueError(
+                "this network generates atom types (type_bits="
+                f"{self.type_bits}): call velocity_with_types with the types' state"
+            )
+        v_f, v_l, _ = self._velocity(batch, f_t, l_t, t, None, graph)
+        return v_f, v_l
+
+    def velocity_with_types(
+        self,
+        batch: CrystalBatch,
+        f_t: Tensor,
+        l_t: Tensor,
+        a_t: Tensor,
+        t: Tensor,
+        *,
+        graph: CrystalGraph | None = None,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """As :meth:`velocity` for a network that generates atom types: ``a_t`` is the
+        ``(N, type_bits)`` analog bits of the atoms' types (:mod:`flowllm_kit.flow.types`),
+        and ``batch``'s atom types are ignored.
+
+        Returns:
+            ``(v_f, v_l, v_a)`` of shapes ``(N, 3)``, ``(B, 6)`` and ``(N, type_bits)``.
+        """
+        if not self.type_bits:
+            raise ValueError("this network does not generate atom types (type_bits=0)")
+        if a_t.shape != (f_t.shape[0], self.type_bits):
+            raise ValueError(
+                f"a_t must be (N, type_bits) = ({f_t.shape[0]}, {self.type_bits}), got "
+                f"{tuple(a_t.shape)}"
+            )
+        v_f, v_l, v_a = self._velocity(batch, f_t, l_t, t, a_t, graph)
+        assert v_a is not None
+        return v_f, v_l, v_a
+
+    def _velocity(
+        self,
+        batch: CrystalBatch,
+        f_t: Tensor,
+        l_t: Tensor,
+        t: Tensor,
+        a_t: Tensor | None,
+        graph: CrystalGraph | None,
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
         config = self.config
         graph = graph or self.graph_for(batch.num_atoms)
         t = t.to(f_t.dtype).expand(batch.num_crystals)
         atom_crystal = graph.atom_crystal
 
         time = time_embedding(t, config.time_dim).index_select(0, atom_crystal)  # (N, T)
-        h = self.node_init(torch.cat([self.atom_embedding(batch.atomic_numbers), time], dim=-1))
+        if self.type_embedding is not None and a_t is not None:
+            atoms = self.type_embedding(a_t.to(f_t.dtype))
+        else:
+            atoms = self.atom_embedding(batch.atomic_numbers)
+        h = self.node_init(torch.cat([atoms, time], dim=-1))
 
         displacement = pair_displacement(f_t, graph)  # (P, 3)
         sines, cosines = displacement_features(displacement, config.num_frequencies)
@@ -251,7 +311,8 @@ class VelocityNetwork(nn.Module):
         if self.edge_lattice_head is not None:
             projection = bond_projection(displacement, pair_lengths, matrix)
             v_l = v_l + self.edge_lattice_head(h, pairs, graph, projection)
-        return v_f, v_l * self.velocity_std + self.velocity_mean
+        v_a = self.type_head(h) if self.type_head is not None else None
+        return v_f, v_l * self.velocity_std + self.velocity_mean, v_a
 
     def graph_for(self, num_atoms: Tensor) -> CrystalGraph:
         """The fully connected graph, reused while the same ``num_atoms`` tensor comes back

@@ -5,7 +5,10 @@ Coordinates follow torus geodesics, the unconstrained lattice follows straight l
     f_t = exp_{f_0}(t * log_{f_0}(f_1)),   df_t = log_{f_0}(f_1) - mean over the crystal
     l_t = l_0 + t * (l_1 - l_0),           dl_t = l_1 - l_0
 
-Both velocities are constant along the path.
+Both velocities are constant along the path. A flow that generates atom types adds their
+analog bits (:mod:`flowllm_kit.flow.types`) on straight lines from Gaussian noise::
+
+    a_t = (1 - t) a_0 + t a_1,             da_t = a_1 - a_0
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import torch
 from torch import Tensor
 
 from flowllm_kit.crystal import CrystalBatch
+from flowllm_kit.flow.types import encode_types
 from flowllm_kit.geometry import lattice, torus
 
 __all__ = ["PathSample", "check_aligned", "sample_path", "sample_times"]
@@ -34,6 +38,9 @@ class PathSample:
         df_t: ``(N, 3)`` target coordinate velocity, zero mean per crystal.
         dl_t: ``(B, 6)`` target lattice velocity.
         representation: The lattice space ``l_t`` and ``dl_t`` live in.
+        a_t: ``(N, bits)`` analog bits of the atom types at ``t`` (flows that generate types;
+            None otherwise).
+        da_t: ``(N, bits)`` their target velocity.
     """
 
     x_0: CrystalBatch
@@ -44,6 +51,8 @@ class PathSample:
     df_t: Tensor
     dl_t: Tensor
     representation: lattice.LatticeRepresentation = "logit"
+    a_t: Tensor | None = None
+    da_t: Tensor | None = None
 
     @property
     def x_t(self) -> CrystalBatch:
@@ -52,11 +61,12 @@ class PathSample:
         return self.x_1.replace(frac_coords=self.f_t, lengths=lengths, angles=angles)
 
 
-def check_aligned(x_0: CrystalBatch, x_1: CrystalBatch) -> None:
-    """Raise ``ValueError`` unless the batches hold the same atoms in the same order."""
+def check_aligned(x_0: CrystalBatch, x_1: CrystalBatch, *, same_types: bool = True) -> None:
+    """Raise ``ValueError`` unless the batches hold the same atoms in the same order (only as
+    many atoms per crystal when not ``same_types``: a flow that generates the types)."""
     if not torch.equal(x_0.num_atoms.cpu(), x_1.num_atoms.cpu()):
         raise ValueError("x_0 and x_1 must have the same number of atoms per crystal")
-    if not torch.equal(x_0.atomic_numbers.cpu(), x_1.atomic_numbers.cpu()):
+    if same_types and not torch.equal(x_0.atomic_numbers.cpu(), x_1.atomic_numbers.cpu()):
         raise ValueError("x_0 and x_1 must have the same atom types in the same order")
 
 
@@ -71,6 +81,7 @@ def sample_path(
     t: Tensor,
     *,
     representation: lattice.LatticeRepresentation = "logit",
+    types_0: Tensor | None = None,
 ) -> PathSample:
     """Point and target velocity of the conditional path at time ``t``.
 
@@ -79,11 +90,13 @@ def sample_path(
         x_1: Target crystals, aligned with ``x_0`` (see :func:`check_aligned`).
         t: ``(B,)`` times in [0, 1].
         representation: The lattice space the straight line is drawn in.
+        types_0: ``(N, bits)`` start of the type bits, for a flow that generates atom types
+            (then ``x_0``'s atom types are ignored and ``x_1``'s are the targets).
 
     Returns:
         The path sample.
     """
-    check_aligned(x_0, x_1)
+    check_aligned(x_0, x_1, same_types=types_0 is None)
     index, num = x_1.batch_index, x_1.num_crystals
     u_f = torus.logmap(x_0.frac_coords, x_1.frac_coords)  # (N, 3)
     f_t = torus.expmap(x_0.frac_coords, t[index].unsqueeze(-1) * u_f)
@@ -91,6 +104,12 @@ def sample_path(
     dl_t = l_1 - l_0
     l_t = l_0 + t.unsqueeze(-1) * dl_t
     df_t = torus.remove_mean(u_f, index, num)
+    a_t = da_t = None
+    if types_0 is not None:
+        a_1 = encode_types(x_1.atomic_numbers, types_0.shape[-1], dtype=types_0.dtype)
+        da_t = a_1 - types_0
+        a_t = types_0 + t[index].unsqueeze(-1) * da_t
     return PathSample(
-        x_0=x_0, x_1=x_1, t=t, f_t=f_t, l_t=l_t, df_t=df_t, dl_t=dl_t, representation=representation
-    )
+        x_0=x_0, x_1=x_1, t=t, f_t=f_t, l_t=l_t, df_t=df_t, dl_t=dl_t,
+        representation=representation, a_t=a_t, da_t=da_t,
+    )  # fmt: skip

@@ -2,7 +2,9 @@
 
 The velocity field is periodic in the coordinates, so the ODE is solved in the universal
 cover (unwrapped coordinates in R^(N x 3)) with any torchdiffeq solver and wrapped once at the
-end; lattices move in the unconstrained 6-d space and are mapped back to lengths and angles.
+end; lattices move in the unconstrained 6-d space and are mapped back to lengths and angles. A
+flow that generates atom types also moves their analog bits (:mod:`flowllm_kit.flow.types`)
+from ``types_0`` and reads them back as elements at ``t = 1`` (and at every recorded state).
 
 Example::
 
@@ -24,6 +26,7 @@ from flowllm_kit.crystal import Crystal, CrystalBatch
 from flowllm_kit.crystal.store import PackedCrystals, read_crystal_file, write_crystal_file
 from flowllm_kit.flow.config import FlowSamplerConfig
 from flowllm_kit.flow.loss import VelocityField
+from flowllm_kit.flow.types import decode_types, type_noise
 from flowllm_kit.geometry import lattice, torus
 from flowllm_kit.progress import progress_bar
 
@@ -43,6 +46,8 @@ class Trajectory:
         lattice: ``(T, B, 6)`` lattice in the flow's space.
         template: The start batch (atom types and counts).
         representation: The lattice space of ``lattice`` (``"logit"`` or ``"log"``).
+        atomic_numbers: ``(T, N)`` the atom types read at each recorded state, for a flow that
+            generates them (None: the template's types throughout).
     """
 
     times: Tensor
@@ -50,21 +55,33 @@ class Trajectory:
     lattice: Tensor
     template: CrystalBatch
     representation: lattice.LatticeRepresentation = "logit"
+    atomic_numbers: Tensor | None = None
 
     def __len__(self) -> int:
         return self.times.shape[0]
+
+    def types_at(self, index: int) -> Tensor:
+        """``(N,)`` atom types at recorded time ``times[index]``."""
+        if self.atomic_numbers is None:
+            return self.template.atomic_numbers
+        return self.atomic_numbers[index]
 
     def crystals_at(self, index: int) -> CrystalBatch:
         """The batch at recorded time ``times[index]``."""
         lengths, angles = lattice.unconstrained_to_lattice(self.lattice[index], self.representation)
         return self.template.replace(
-            frac_coords=self.frac_coords[index], lengths=lengths, angles=angles
+            atomic_numbers=self.types_at(index),
+            frac_coords=self.frac_coords[index],
+            lengths=lengths,
+            angles=angles,
         )
 
     def save(self, path: str | Path) -> Path:
         """Write the trajectory as a crystal file (:mod:`flowllm_kit.crystal.store`): the start
         batch, the recorded times, coordinates and lattices, and the lattice space."""
         arrays = {"times": self.times, "frac_coords": self.frac_coords, "lattice": self.lattice}
+        if self.atomic_numbers is not None:
+            arrays["atomic_numbers"] = self.atomic_numbers
         return write_crystal_file(
             path,
             TRAJECTORY_KIND,
@@ -89,6 +106,7 @@ class Trajectory:
             arrays["lattice"],
             stored.batches["start"].to_batch(),
             stored.meta["representation"],
+            arrays.get("atomic_numbers"),
         )
 
 
@@ -100,11 +118,14 @@ class FlowSamples:
         crystals: The generated batch (coordinates wrapped, angles from the bijection).
         trajectory: Recorded states when ``record_every`` was set, else ``None``.
         num_evaluations: Velocity-field evaluations used.
+        off_code_types: Atoms whose generated type bits spelt no allowed element and were read
+            as the nearest one (flows that generate types; 0 otherwise).
     """
 
     crystals: CrystalBatch
     trajectory: Trajectory | None
     num_evaluations: int
+    off_code_types: int = 0
 
 
 def _anti_annealing(t: Tensor, config: FlowSamplerConfig) -> Tensor:
@@ -121,15 +142,22 @@ def _output_times(config: FlowSamplerConfig, grid: Tensor) -> Tensor:
 
 @torch.no_grad()
 def sample(
-    model: VelocityField, x_0: CrystalBatch, *, config: FlowSamplerConfig | None = None
+    model: VelocityField,
+    x_0: CrystalBatch,
+    *,
+    config: FlowSamplerConfig | None = None,
+    types_0: Tensor | None = None,
 ) -> FlowSamples:
     """Integrate ``dc/dt = v(t, c)`` from ``t = 0`` (``x_0``) to ``t = 1``.
 
     Args:
         model: The velocity field (a :class:`~flowllm_kit.flow.VelocityNetwork` or any object
             with its ``velocity`` method). Crystals of different sizes may share a batch.
-        x_0: Start crystals, on the model's device.
+        x_0: Start crystals, on the model's device. For a model that generates atom types
+            (``model.type_bits > 0``) only their sizes and geometry are read.
         config: Solver, steps, anti-annealing and trajectory recording.
+        types_0: ``(N, type_bits)`` start of the type bits, required by (and only by) a model
+            that generates atom types (:func:`~flowllm_kit.flow.types.type_noise`).
 
     Returns:
         The generated crystals, the trajectory if requested, and the evaluation count. For
@@ -138,24 +166,39 @@ def sample(
     config = config or FlowSamplerConfig()
     if isinstance(model, torch.nn.Module):
         model.eval()
+    bits = getattr(model, "type_bits", 0)
+    if bool(bits) != (types_0 is not None):
+        raise ValueError(
+            "types_0 is required by a model that generates atom types and only by one "
+            f"(this model's type_bits: {bits}; types_0 given: {types_0 is not None})"
+        )
     num_crystals = x_0.num_crystals
     low_precision = config.precision == "bfloat16"
     evaluations = 0
 
-    def rhs(t: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+    def rhs(t: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
         nonlocal evaluations
         evaluations += 1
-        f_t, l_t = state
+        f_t, l_t = state[:2]
+        times = t.reshape(1).expand(num_crystals)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=low_precision):
-            v_f, v_l = model.velocity(x_0, f_t, l_t, t.reshape(1).expand(num_crystals))
-        return (v_f * _anti_annealing(t, config)).to(f_t.dtype), v_l.to(l_t.dtype)
+            if bits:
+                v_f, v_l, v_a = model.velocity_with_types(  # type: ignore[attr-defined]
+                    x_0, f_t, l_t, state[2], times
+                )
+            else:
+                v_f, v_l = model.velocity(x_0, f_t, l_t, times)
+        velocity = ((v_f * _anti_annealing(t, config)).to(f_t.dtype), v_l.to(l_t.dtype))
+        return (*velocity, v_a.to(state[2].dtype)) if bits else velocity
 
     dtype, device = x_0.frac_coords.dtype, x_0.device
     grid = torch.linspace(0.0, 1.0, config.num_steps + 1, dtype=dtype, device=device)
     times = _output_times(config, grid)
     # The model says which lattice space its velocities live in (stand-ins default to "logit").
     representation = getattr(model, "lattice_representation", "logit")
-    state = (x_0.frac_coords, x_0.lattice_in(representation))
+    state: tuple[Tensor, ...] = (x_0.frac_coords, x_0.lattice_in(representation))
+    if types_0 is not None:
+        state = (*state, types_0.to(device, dtype))
     if config.method == "dopri5":
         options = {}
         tolerances = {"rtol": config.rtol, "atol": config.atol}
@@ -167,12 +210,17 @@ def sample(
     # region keeps autocast's cache of bfloat16 weight copies alive across steps (it is
     # cleared when the outermost autocast region exits), so the weights are cast once.
     with torch.autocast(device.type, enabled=False):
-        f_path, l_path = odeint(
-            rhs, state, times, method=config.method, options=options, **tolerances
-        )
+        paths = odeint(rhs, state, times, method=config.method, options=options, **tolerances)
+    f_path, l_path = paths[:2]
 
     lengths, angles = lattice.unconstrained_to_lattice(l_path[-1], representation)
     crystals = x_0.replace(frac_coords=torus.wrap(f_path[-1]), lengths=lengths, angles=angles)
+    types_path, off_code = None, 0
+    if bits:
+        types_path = torch.stack([decode_types(a).atomic_numbers for a in paths[2]])  # (T, N)
+        final = decode_types(paths[2][-1])
+        crystals = crystals.replace(atomic_numbers=final.atomic_numbers)
+        off_code = int(final.off_code.sum())
     trajectory = None
     if config.record_every is not None:
         trajectory = Trajectory(
@@ -181,8 +229,12 @@ def sample(
             lattice=l_path,
             template=x_0,
             representation=representation,
+            atomic_numbers=types_path,
         )
-    return FlowSamples(crystals=crystals, trajectory=trajectory, num_evaluations=evaluations)
+    return FlowSamples(
+        crystals=crystals, trajectory=trajectory, num_evaluations=evaluations,
+        off_code_types=off_code,
+    )  # fmt: skip
 
 
 def sample_in_chunks(
@@ -194,6 +246,7 @@ def sample_in_chunks(
     device: torch.device | str | None = None,
     desc: str = "flow sampling",
     progress: bool = False,
+    seed: int = 0,
 ) -> Iterator[list[Crystal]]:
     """Refine many start crystals batch by batch, yielding each batch's results as soon as it
     is done, so a caller can append them to a file and lose nothing if interrupted.
@@ -207,15 +260,24 @@ def sample_in_chunks(
         desc: Label of the progress (crystals done), which the series runner shows in its
             terminal whatever ``progress`` says.
         progress: Also show a progress bar here.
+        seed: Seeds the type bits' start, for a model that generates atom types (drawn batch
+            after batch from one generator: the same seed and batch size give the same
+            crystals).
 
     Yields:
         Lists of generated crystals, in the order of ``starts`` (ids kept).
     """
     if device is None and isinstance(model, torch.nn.Module):
         device = next(model.parameters()).device
+    bits = getattr(model, "type_bits", 0)
+    generator = torch.Generator().manual_seed(seed)
     with progress_bar(total=len(starts), desc=desc, unit="crystals", disable=not progress) as bar:
         for begin in range(0, len(starts), batch_size):
             chunk = CrystalBatch.from_crystals(starts[begin : begin + batch_size]).to(device)
-            crystals = sample(model, chunk, config=config).crystals.to_crystals()
+            types_0 = None
+            if bits:
+                count = chunk.atomic_numbers.shape[0]
+                types_0 = type_noise(count, bits, generator=generator).to(chunk.device)
+            crystals = sample(model, chunk, config=config, types_0=types_0).crystals.to_crystals()
             bar.update(len(crystals))
             yield crystals

@@ -1,6 +1,8 @@
-"""Start crystals of the flows that come from a base distribution: uniform draws with the atom
-types of training crystals (FlowMM), the LLM's atom types with uniform geometry
-(FlowLLM-Types). FlowLLM starts at the LLM's own crystals (:func:`flowllm_kit.llm.llm_starts`).
+"""Start crystals of the flows that come from a base distribution: crystal sizes drawn from the
+training distribution with uniform geometry (FlowMM, de novo: it generates the atom types),
+uniform draws with the atom types of training crystals (FlowMM-CSP), the LLM's atom types with
+uniform geometry (FlowLLM-Types). FlowLLM starts at the LLM's own crystals
+(:func:`flowllm_kit.llm.llm_starts`).
 
 :func:`flowllm_kit.stages.flow_starts` puts them together for notebook 06 and
 ``python -m flowllm_kit sample``.
@@ -15,12 +17,50 @@ import torch
 
 from flowllm_kit.crystal import Crystal, CrystalBatch
 from flowllm_kit.flow.base import TypesOnlyBase, UniformBase
+from flowllm_kit.flow.types import AtomCounts
 
-__all__ = ["types_only_starts", "uniform_starts"]
+PLACEHOLDER_Z = 1
+"""The atom type :func:`denovo_starts` writes into its crystals (hydrogen): a flow that
+generates the types never reads it."""
+
+__all__ = ["PLACEHOLDER_Z", "denovo_starts", "types_only_starts", "uniform_starts"]
 
 
-def uniform_starts(targets: Sequence[Crystal], *, count: int, seed: int = 0) -> list[Crystal]:
-    """FlowMM's start crystals: atom types of training targets, geometry from the uniform base.
+def denovo_starts(targets: Sequence[Crystal], *, count: int, seed: int = 0) -> list[Crystal]:
+    """De novo FlowMM's start crystals: sizes and geometry, no composition.
+
+    Each start's atom count is drawn from the counts of the training ``targets``
+    (:class:`~flowllm_kit.flow.types.AtomCounts`), its lattice and positions from the
+    :class:`UniformBase` fitted to them. Its atom types are :data:`PLACEHOLDER_Z`: the flow
+    generates the types from noise of its own (:func:`~flowllm_kit.flow.sample` with
+    ``types_0``), so no training composition enters.
+
+    Args:
+        targets: Training targets, e.g. the ``c1`` crystals of the pair set.
+        count: Start crystals to draw.
+        seed: Seed of the counts and of the base draws.
+
+    Returns:
+        The crystals, with ids ``flowmm-<k>``.
+    """
+    targets = list(targets)
+    sizes = AtomCounts.fit(targets).sample(count, rng=np.random.default_rng(seed))
+    templates = CrystalBatch.from_crystals(
+        [
+            Crystal(np.full(n, PLACEHOLDER_Z), np.zeros((n, 3)), np.ones(3), np.full(3, 90.0))
+            for n in sizes
+        ]
+    )
+    generator = torch.Generator().manual_seed(seed)
+    drawn = UniformBase.fit(targets).sample(templates, generator=generator).to_crystals()
+    return [c.replace(id=f"flowmm-{k}") for k, c in enumerate(drawn)]
+
+
+def uniform_starts(
+    targets: Sequence[Crystal], *, count: int, seed: int = 0, prefix: str = "flowmm_csp"
+) -> list[Crystal]:
+    """FlowMM-CSP's start crystals: atom types of training targets, geometry from the uniform
+    base (crystal structure prediction on training compositions).
 
     ``count`` targets are drawn with replacement; each start keeps its target's atom types and
     counts and draws its lattice and positions from the :class:`UniformBase` fitted to all
@@ -31,15 +71,17 @@ def uniform_starts(targets: Sequence[Crystal], *, count: int, seed: int = 0) -> 
         count: Start crystals to draw.
         seed: Seed of the target picks and of the base draws.
 
+        prefix: Ids are ``<prefix>-<k>``.
+
     Returns:
-        The crystals, with ids ``flowmm-<k>``.
+        The crystals, with ids ``<prefix>-<k>``.
     """
     targets = list(targets)
     picks = np.random.default_rng(seed).integers(len(targets), size=count)
     templates = CrystalBatch.from_crystals([targets[i] for i in picks])
     generator = torch.Generator().manual_seed(seed)
     drawn = UniformBase.fit(targets).sample(templates, generator=generator).to_crystals()
-    return [c.replace(id=f"flowmm-{k}") for k, c in enumerate(drawn)]
+    return [c.replace(id=f"{prefix}-{k}") for k, c in enumerate(drawn)]
 
 
 def types_only_starts(

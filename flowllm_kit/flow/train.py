@@ -37,6 +37,7 @@ from flowllm_kit.flow.loss import path_loss
 from flowllm_kit.flow.network import VelocityNetwork
 from flowllm_kit.flow.path import sample_path, sample_times
 from flowllm_kit.flow.statistics import FlowStatistics
+from flowllm_kit.flow.types import type_noise
 from flowllm_kit.geometry.lattice import LatticeRepresentation
 from flowllm_kit.progress import progress_bar
 
@@ -152,8 +153,16 @@ class FlowTrainer:
         x_0, x_1 = _collate(pairs)
         x_0 = self.base.sample(x_1, x_0=x_0, generator=generator).to(self.device)
         t = sample_times(x_1.num_crystals, generator=generator, device=self.device)
+        types_0 = None
+        if self.network.type_bits:  # a de novo flow: its types start from noise too
+            noise = type_noise(
+                x_1.atomic_numbers.shape[0], self.network.type_bits, generator=generator
+            )
+            types_0 = noise.to(self.device)
         representation = self.network.lattice_representation
-        return sample_path(x_0, x_1.to(self.device), t, representation=representation)
+        return sample_path(
+            x_0, x_1.to(self.device), t, representation=representation, types_0=types_0
+        )
 
     # --- steps ---------------------------------------------------------------------------
     def train_step(self) -> dict[str, float]:
@@ -181,6 +190,8 @@ class FlowTrainer:
             self.optimizer.step()
             self._update_ema()
             record.update(lr=learning_rate, coords=loss.coords.item(), lattice=loss.lattice.item())
+            if loss.types is not None:
+                record["types"] = loss.types.item()
         self.step += 1
         self.history.append(record)
         return record

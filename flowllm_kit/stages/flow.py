@@ -1,5 +1,5 @@
-"""The flow stages on a run folder: train FlowLLM, FlowMM and FlowLLM-Types on the pair set, and
-sample them.
+"""The flow stages on a run folder: train FlowLLM, FlowMM (de novo), FlowMM-CSP and FlowLLM-Types
+on the pair set, and sample them.
 
 Notebooks 05 and 06 and the commands ``train-flow`` and ``sample`` call these functions, so the
 model table, the training loop, the start crystals and the sampling loop exist once. The
@@ -28,6 +28,7 @@ import torch
 from flowllm_kit.crystal import Crystal, write_crystals
 from flowllm_kit.data import load_dataset
 from flowllm_kit.flow import (
+    DEFAULT_TYPE_BITS,
     BaseDistribution,
     FlowSamplerConfig,
     FlowTrainer,
@@ -37,6 +38,7 @@ from flowllm_kit.flow import (
     TypesOnlyBase,
     UniformBase,
     VelocityNetwork,
+    denovo_starts,
     load_network,
     sample_in_chunks,
     types_only_starts,
@@ -62,9 +64,11 @@ __all__ = [
     "train_flows",
 ]
 
-FLOW_MODELS = ("flowllm", "flowmm", "flowllm_types")
-"""The flow models of the series: FlowLLM (LLM starts), FlowMM (uniform starts, atom types of
-training crystals) and FlowLLM-Types (the LLM's atom types, uniform geometry)."""
+FLOW_MODELS = ("flowllm", "flowmm", "flowmm_csp", "flowllm_types")
+"""The flow models of the series: FlowLLM (LLM starts), FlowMM (de novo, as in its paper: atom
+counts drawn from the training crystals', atom types generated with the geometry), FlowMM-CSP
+(FlowMM's geometry flow on the atom types of training crystals: crystal structure prediction)
+and FlowLLM-Types (the LLM's atom types, uniform geometry)."""
 
 Pairs = list[tuple[Crystal | None, Crystal]]
 
@@ -82,6 +86,7 @@ class FlowRun:
     base: BaseDistribution  # where its flow starts
     train: Pairs  # (start, target) pairs; the start is None where the base draws it
     validation: Pairs  # held-out pairs for the validation loss (may be empty)
+    generates_types: bool = False  # flows the atom types too (de novo FlowMM)
 
 
 @dataclass(frozen=True)
@@ -144,17 +149,24 @@ def flow_runs(
     denoise: Pairs = (),  # type: ignore[assignment]
     noise_std: float = 0.0,
 ) -> dict[str, FlowRun]:
-    """The three models' bases and pairs, all on the same targets.
+    """The four models' bases and pairs, all on the same targets.
 
-    FlowMM ignores the LLM crystals; FlowLLM-Types keeps only their atom types (equal to the
-    targets' atom by atom: the pairs are composition-matched); FlowLLM alone also trains on the
-    ``denoise`` pairs.
+    FlowMM and FlowMM-CSP ignore the LLM crystals (FlowMM generates the types as well, so it
+    learns the targets' compositions too); FlowLLM-Types keeps only their atom types (equal to
+    the targets' atom by atom: the pairs are composition-matched); FlowLLM alone also trains on
+    the ``denoise`` pairs.
     """
     validation = list(zip(val_pairs.c0, val_pairs.c1, strict=True)) if val_pairs else []
     llm_pairs: Pairs = list(zip(pairs.c0, pairs.c1, strict=True))
     return {
         "flowllm": FlowRun(PairedBase(noise_std=noise_std), llm_pairs + list(denoise), validation),
         "flowmm": FlowRun(
+            UniformBase.fit(pairs.c1),
+            [(None, c) for c in pairs.c1],
+            [(None, c1) for _, c1 in validation],
+            generates_types=True,
+        ),
+        "flowmm_csp": FlowRun(
             UniformBase.fit(pairs.c1),
             [(None, c) for c in pairs.c1],
             [(None, c1) for _, c1 in validation],
@@ -180,7 +192,8 @@ def train_flows(
     Args:
         run: The run folder.
         runs: From :func:`flow_runs`.
-        network: The velocity network's config (the same for every model).
+        network: The velocity network's config (the same for every model; a model that
+            generates atom types gets ``type_bits`` added).
         config: The training config (the same for every model).
         models: Which of ``runs`` to train (default: all, in order).
         seed: Seeds the initial weights (identical for every model).
@@ -191,9 +204,12 @@ def train_flows(
         if name not in runs:
             raise ValueError(f"unknown flow model {name!r}; expected one of {sorted(runs)}")
         base, train, validation = runs[name].base, runs[name].train, runs[name].validation
+        shape = network
+        if runs[name].generates_types:
+            shape = dataclasses.replace(network, type_bits=network.type_bits or DEFAULT_TYPE_BITS)
         torch.manual_seed(seed)  # the same initial weights for every model
         trainer = FlowTrainer(
-            VelocityNetwork(network), train, base=base, config=config,
+            VelocityNetwork(shape), train, base=base, config=config,
             val_pairs=validation, run_dir=run.flow(name),
         )  # fmt: skip
         checkpoint = run.flow_checkpoint(name)
@@ -210,15 +226,17 @@ def flow_starts(
 ) -> dict[str, list[Crystal]]:
     """Start crystals of each model (notebook 06, section 1).
 
-    FlowLLM refines the LLM's parsed unconditional crystals; FlowMM draws as many crystals from
-    its uniform base with the atom types of training targets; FlowLLM-Types keeps each LLM
-    crystal's atom types and draws its geometry from the uniform base it was trained with.
+    FlowLLM refines the LLM's parsed unconditional crystals; FlowMM draws as many crystal
+    sizes from the training targets' and their geometry from its uniform base (it generates the
+    types); FlowMM-CSP draws as many crystals from its uniform base with the atom types of
+    training targets; FlowLLM-Types keeps each LLM crystal's atom types and draws its geometry
+    from the uniform base it was trained with.
 
     Args:
         run: The run folder (reads ``llm_samples.jsonl`` and the pair set's targets).
         models: Which of :data:`FLOW_MODELS`.
         n: Crystals per model (None: every parsed LLM crystal).
-        seed: Seed of FlowMM's templates and of the base draws.
+        seed: Seed of FlowMM's sizes, FlowMM-CSP's templates and the base draws.
 
     Raises:
         RunFolderError: If the LLM's samples or the pair set are missing, or the samples hold
@@ -236,10 +254,12 @@ def flow_starts(
         if not starts["flowllm"]:
             raise RunFolderError(f"no parsed crystal in {path}: sample the LLM again")
         count = len(starts["flowllm"])
-    if {"flowmm", "flowllm_types"} & set(models):
+    if {"flowmm", "flowmm_csp", "flowllm_types"} & set(models):
         targets = load_pair_sets(run)[0].c1
         if "flowmm" in models:
-            starts["flowmm"] = uniform_starts(targets, count=count, seed=seed)
+            starts["flowmm"] = denovo_starts(targets, count=count, seed=seed)
+        if "flowmm_csp" in models:
+            starts["flowmm_csp"] = uniform_starts(targets, count=count, seed=seed)
         if "flowllm_types" in models:
             base = TypesOnlyBase.fit(targets)  # the base FlowLLM-Types was trained with
             starts["flowllm_types"] = types_only_starts(starts["flowllm"], base=base, seed=seed)
@@ -252,12 +272,20 @@ def load_flows(
     """The trained networks (EMA weights) of ``models`` from the run folder.
 
     Raises:
-        RunFolderError: If a model has no checkpoint.
+        RunFolderError: If a model has no checkpoint, or FlowMM's checkpoint does not generate
+            atom types (a FlowMM-CSP network trained under the name ``flowmm`` by a kit before
+            de novo FlowMM).
     """
     networks = {}
     for name in models:
         checkpoint = run.require(run.flow_checkpoint(name), f"{name} checkpoint", _WRITERS["flow"])
         networks[name] = load_network(checkpoint, device=device)
+        if name == "flowmm" and not networks[name].type_bits:
+            raise RunFolderError(
+                f"{checkpoint} holds a network that does not generate atom types: FlowMM-CSP, "
+                "trained under the name flowmm before the kit had de novo FlowMM. Train FlowMM "
+                f"again ({_WRITERS['flow']} with --redo) or load it as flowmm_csp"
+            )
     return networks
 
 
@@ -268,9 +296,12 @@ def sample_flows(
     *,
     sampler: FlowSamplerConfig,
     batch_size: int = 256,
+    seed: int = 0,
 ) -> dict[str, list[Crystal]]:
     """Integrate each model's start crystals into ``run.samples_file(model)`` (written afresh,
     batch by batch as they are done) and record the settings in ``run.sampler_settings``.
+
+    ``seed`` seeds the start of the atom types of a model that generates them.
 
     Returns:
         The generated crystals of each model, in the order of its starts (ids kept).
@@ -284,7 +315,7 @@ def sample_flows(
         generated[name] = []
         chunks = sample_in_chunks(
             networks[name], crystals, config=sampler, batch_size=batch_size,
-            desc=f"sampling {name}",
+            desc=f"sampling {name}", seed=seed,
         )  # fmt: skip
         for chunk in chunks:
             write_crystals(chunk, path)

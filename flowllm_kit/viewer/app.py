@@ -65,7 +65,12 @@ TEXT_ID = "llm-text"
 EVALUATION_ID = "evaluation"
 STRUCTURE_ID = "structure"  # crystal-toolkit prefixes it: "CTstructure", "CTstructure_scene"
 
-_LABELS = {"flowllm": "FlowLLM", "flowmm": "FlowMM", "flowllm_types": "FlowLLM-Types"}
+_LABELS = {
+    "flowllm": "FlowLLM",
+    "flowmm": "FlowMM (de novo)",
+    "flowmm_csp": "FlowMM-CSP",
+    "flowllm_types": "FlowLLM-Types",
+}
 _BOX = {"border": "1px solid #ddd", "borderRadius": "6px", "padding": "0.6em 1em"}
 
 

@@ -63,8 +63,8 @@ __all__ = [
     "load_run",
 ]
 
-SystemName = Literal["flowllm", "flowmm", "flowllm_types"]
-SYSTEMS: tuple[SystemName, ...] = ("flowllm", "flowmm", "flowllm_types")
+SystemName = Literal["flowllm", "flowmm", "flowmm_csp", "flowllm_types"]
+SYSTEMS: tuple[SystemName, ...] = ("flowllm", "flowmm", "flowmm_csp", "flowllm_types")
 """The sampled systems the viewer knows, in the order it lists them."""
 
 # Where the LLM's draw number sits in a crystal id: "llm-7" (FlowLLM), "types-llm-7" (Types).
@@ -80,7 +80,8 @@ class SystemSamples:
     """One system's crystals in a run folder.
 
     Attributes:
-        name: The system (``"flowllm"``, ``"flowmm"`` or ``"flowllm_types"``).
+        name: The system (``"flowllm"``, ``"flowmm"``, ``"flowmm_csp"`` or
+            ``"flowllm_types"``).
         crystals: The final crystals, in the order of ``samples/<name>.jsonl``.
         trajectory: The recorded trajectories (of the first ``num_recorded`` crystals), or None.
         evaluation: The rows of ``evaluation/<name>/per_structure.csv`` (row ``i`` is crystal
@@ -162,7 +163,10 @@ def _trajectory_crystal(trajectory: Trajectory, index: int) -> list[Frame]:
             step,
             float(path.times[step]),
             Crystal(
-                path.atomic_numbers, path.frac_coords[step], path.lengths[step], path.angles[step]
+                path.atomic_numbers_at(step),
+                path.frac_coords[step],
+                path.lengths[step],
+                path.angles[step],
             ),
         )
         for step in range(len(path.times))
@@ -319,7 +323,7 @@ def crystal_text(run: RunView, system: str, index: int) -> CrystalText | None:
     FlowLLM and FlowLLM-Types crystals take the text of their LLM draw in
     ``llm_samples.jsonl`` (FlowLLM-Types keeps only its atom types). A FlowLLM crystal
     whose draw is missing or has no stored text gets its start crystal written as text with
-    :func:`flowllm_kit.text.encode`. FlowMM crystals start from noise: None.
+    :func:`flowllm_kit.text.encode`. FlowMM and FlowMM-CSP crystals start from noise: None.
     """
 
     draw = _llm_draw(run, system, index)

@@ -39,12 +39,14 @@ class CrystalPath:
 
     Attributes:
         times: ``(T,)`` flow times.
-        atomic_numbers: ``(n,)`` atom types (fixed along the flow).
+        atomic_numbers: ``(n,)`` atom types at the end of the flow.
         frac_coords: ``(T, n, 3)`` fractional coordinates; unwrapped (continuous in time, may
             leave [0, 1)) or wrapped, see :func:`crystal_path`.
         lengths: ``(T, 3)`` lattice lengths in Å.
         angles: ``(T, 3)`` lattice angles in degrees.
         matrices: ``(T, 3, 3)`` lattice matrices, rows are lattice vectors.
+        types: ``(T, n)`` atom types at every state, for a flow that generates them (None: the
+            types are ``atomic_numbers`` throughout).
     """
 
     times: np.ndarray
@@ -53,6 +55,11 @@ class CrystalPath:
     lengths: np.ndarray
     angles: np.ndarray
     matrices: np.ndarray
+    types: np.ndarray | None = None
+
+    def atomic_numbers_at(self, k: int) -> np.ndarray:
+        """``(n,)`` atom types at state ``k``."""
+        return self.atomic_numbers if self.types is None else self.types[k]
 
     @property
     def cart_coords(self) -> np.ndarray:
@@ -91,7 +98,10 @@ def crystal_path(trajectory: Trajectory, index: int = 0, *, unwrap: bool = True)
     )  # (T, 3) each
     return CrystalPath(
         times=trajectory.times.detach().cpu().double().numpy(),
-        atomic_numbers=trajectory.template.atomic_numbers[rows].cpu().numpy(),
+        atomic_numbers=trajectory.types_at(len(trajectory) - 1)[rows].cpu().numpy(),
+        types=None
+        if trajectory.atomic_numbers is None
+        else trajectory.atomic_numbers[:, rows].cpu().numpy(),
         frac_coords=f.numpy(),
         lengths=lengths.numpy(),
         angles=angles.numpy(),
@@ -104,7 +114,7 @@ def _frame_traces(path: CrystalPath, k: int) -> list[go.Scatter3d]:
     return cell_traces(
         path.matrices[k],
         path.frac_coords[k],
-        path.atomic_numbers,
+        path.atomic_numbers_at(k),
         marker_size=(5.0, 8.0),
         hover=False,
     )

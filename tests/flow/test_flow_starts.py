@@ -31,7 +31,7 @@ def test_llm_starts_are_the_kept_draws_in_order(make_crystals, tmp_path):
 def test_uniform_starts_take_atoms_from_targets(make_crystals):
     targets = make_crystals(6, seed=4)
     starts = uniform_starts(targets, count=10, seed=1)
-    assert [c.id for c in starts] == [f"flowmm-{k}" for k in range(10)]
+    assert [c.id for c in starts] == [f"flowmm_csp-{k}" for k in range(10)]
     compositions = {tuple(sorted(c.atomic_numbers)) for c in targets}
     assert all(tuple(sorted(c.atomic_numbers)) in compositions for c in starts)
     again = uniform_starts(targets, count=10, seed=1)
