@@ -38,6 +38,7 @@ from flowllm_kit.flow.layers import (
     time_embedding,
 )
 from flowllm_kit.flow.statistics import FlowStatistics
+from flowllm_kit.flow.types import encode_types
 from flowllm_kit.geometry import lattice, torus
 from flowllm_kit.geometry.lattice import LatticeStatistics
 from flowllm_kit.presets import PresetName
@@ -69,6 +70,10 @@ class VelocityNetwork(nn.Module):
     :class:`~flowllm_kit.flow.layers.EdgeLatticeHead`), both de-standardized with the training
     statistics; ``v_f`` has zero mean per crystal. The lattice lives in the space
     ``config.lattice_representation`` (:mod:`flowllm_kit.geometry.lattice`).
+
+    With ``config.type_bits`` (de novo FlowMM) atoms start from a linear embedding of their
+    current type bits instead of a fixed type, and a per-atom head predicts the bits' velocity
+    (:meth:`velocity_with_types`).
 
     Invariances: permuting atoms within a crystal permutes ``v_f`` and leaves ``v_l``
     unchanged; translating all coordinates of a crystal changes nothing (only displacements
@@ -168,8 +173,9 @@ class VelocityNetwork(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     # --- forward -------------------------------------------------------------------------
-    def forward(self, batch: CrystalBatch, t: Tensor) -> tuple[Tensor, Tensor]:
-        """Velocity at the batch's own coordinates and lattice.
+    def forward(self, batch: CrystalBatch, t: Tensor) -> tuple[Tensor, ...]:
+        """Velocity at the batch's own coordinates and lattice (and, for a network that
+        generates atom types, at its atom types written as exact bits: then ``(v_f, v_l, v_a)``).
 
         Args:
             batch: ``B`` crystals, ``N`` atoms.
@@ -180,9 +186,11 @@ class VelocityNetwork(nn.Module):
             ``config.lattice_representation`` of
             :func:`flowllm_kit.geometry.lattice.lattice_to_unconstrained`).
         """
-        return self.velocity(
-            batch, batch.frac_coords, batch.lattice_in(self.lattice_representation), t
-        )
+        l_t = batch.lattice_in(self.lattice_representation)
+        if self.type_bits:
+            a_t = encode_types(batch.atomic_numbers, self.type_bits, dtype=batch.frac_coords.dtype)
+            return self.velocity_with_types(batch, batch.frac_coords, l_t, a_t, t)
+        return self.velocity(batch, batch.frac_coords, l_t, t)
 
     def velocity(
         self,

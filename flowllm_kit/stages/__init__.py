@@ -35,6 +35,7 @@ from flowllm_kit.stages.flow import (
     flow_starts,
     load_flows,
     load_pair_sets,
+    record_trajectory,
     sample_flows,
     train_flows,
 )
@@ -84,6 +85,7 @@ __all__ = [
     "flow_starts",
     "load_flows",
     "load_pair_sets",
+    "record_trajectory",
     "sample_flows",
     "train_flows",
 ]

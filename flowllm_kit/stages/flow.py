@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-from flowllm_kit.crystal import Crystal, write_crystals
+from flowllm_kit.crystal import Crystal, CrystalBatch, write_crystals
 from flowllm_kit.data import load_dataset
 from flowllm_kit.flow import (
     DEFAULT_TYPE_BITS,
@@ -35,16 +35,19 @@ from flowllm_kit.flow import (
     NetworkConfig,
     PairedBase,
     TrainConfig,
+    Trajectory,
     TypesOnlyBase,
     UniformBase,
     VelocityNetwork,
     denovo_starts,
     load_network,
+    sample,
     sample_in_chunks,
+    type_noise,
     types_only_starts,
     uniform_starts,
 )
-from flowllm_kit.flow.checkpoint import STATE_FILE
+from flowllm_kit.flow.checkpoint import STATE_FILE, config_dict, read_state
 from flowllm_kit.flow.refinement import default_denoise_pairs, denoising_pairs
 from flowllm_kit.llm.draws import llm_starts
 from flowllm_kit.llm.pairs import PairSet
@@ -60,6 +63,7 @@ __all__ = [
     "flow_starts",
     "load_flows",
     "load_pair_sets",
+    "record_trajectory",
     "sample_flows",
     "train_flows",
 ]
@@ -214,6 +218,14 @@ def train_flows(
         )  # fmt: skip
         checkpoint = run.flow_checkpoint(name)
         if resume and (checkpoint / STATE_FILE).exists():
+            saved = read_state(checkpoint)["network_config"]
+            if NetworkConfig(**saved) != shape:
+                changed = sorted(k for k, v in config_dict(shape).items() if saved.get(k) != v)
+                raise RunFolderError(
+                    f"{checkpoint} was trained with another network ({', '.join(changed)} "
+                    f"differ{'s' if len(changed) == 1 else ''}), so {name} cannot resume from "
+                    "it: delete that folder to train anew, or train without resume"
+                )
             trainer.load_checkpoint(checkpoint)
         start = time.perf_counter()
         trainer.fit()
@@ -321,3 +333,35 @@ def sample_flows(
             write_crystals(chunk, path)
             generated[name].extend(chunk)
     return generated
+
+
+def record_trajectory(
+    network: VelocityNetwork,
+    starts: Sequence[Crystal],
+    *,
+    count: int,
+    sampler: FlowSamplerConfig,
+    batch_size: int = 256,
+    seed: int = 0,
+) -> Trajectory:
+    """The recorded solve of the first ``count`` start crystals (``sampler.record_every`` set),
+    ending at the crystals :func:`sample_flows` wrote for them with the same ``batch_size`` and
+    ``seed``: for a model that generates atom types, the types start from the same noise.
+
+    Raises:
+        ValueError: If ``sampler`` records nothing or ``count`` is not in 1..``batch_size``.
+    """
+    if sampler.record_every is None:
+        raise ValueError("record_trajectory needs a sampler with record_every set")
+    if not 1 <= count <= batch_size:
+        raise ValueError(f"count must lie in 1..batch_size ({batch_size}), got {count}")
+    device = next(network.parameters()).device
+    batch = CrystalBatch.from_crystals(list(starts[:count])).to(device)
+    types_0 = None
+    if network.type_bits:  # the first rows of sample_in_chunks' draw for its first batch
+        first = sum(c.num_atoms for c in starts[:batch_size])
+        noise = type_noise(first, network.type_bits, generator=torch.Generator().manual_seed(seed))
+        types_0 = noise[: batch.atomic_numbers.shape[0]].to(device)
+    trajectory = sample(network, batch, config=sampler, types_0=types_0).trajectory
+    assert trajectory is not None  # record_every is set
+    return trajectory

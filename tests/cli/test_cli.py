@@ -152,9 +152,10 @@ def test_smoke_chain_end_to_end(data_root: Path, tmp_path: Path) -> None:
     assert len(pairs.c0) == 2
 
     assert run("train-flow", *common, "--max-steps", "3", "--batch-size", "2") == 0
-    for model in ("flowllm", "flowmm", "flowllm_types"):
+    for model in ("flowllm", "flowmm", "flowmm_csp", "flowllm_types"):
         state = json.loads((tmp_path / "flow" / model / "checkpoint" / "state.json").read_text())
         assert state["step"] == 3
+        assert state["network_config"]["type_bits"] == (7 if model == "flowmm" else 0), model
     assert run("sample", *common, "--num-steps", "2", "--anti-annealing-scale", "5") == 0
     from flowllm_kit.crystal import read_crystals
     from flowllm_kit.llm import read_draws
@@ -163,7 +164,12 @@ def test_smoke_chain_end_to_end(data_root: Path, tmp_path: Path) -> None:
     kept = [f"llm-{r.draw}" for r in records if r.kept]
     refined = read_crystals(tmp_path / "samples" / "flowllm.jsonl")
     assert [c.id for c in refined] == kept and len(kept) >= 2
-    assert len(read_crystals(tmp_path / "samples" / "flowmm.jsonl")) == len(refined)
+    denovo = read_crystals(tmp_path / "samples" / "flowmm.jsonl")
+    assert [c.id for c in denovo] == [f"flowmm-{k}" for k in range(len(refined))]
+    csp = read_crystals(tmp_path / "samples" / "flowmm_csp.jsonl")
+    assert [c.id for c in csp] == [f"flowmm_csp-{k}" for k in range(len(refined))]
+    training = {c.formula for c in pairs.c1}
+    assert {c.formula for c in csp} <= training  # FlowMM-CSP keeps training compositions
     types = read_crystals(tmp_path / "samples" / "flowllm_types.jsonl")
     assert [c.id for c in types] == [f"types-{i}" for i in kept]
     sampler = json.loads((tmp_path / "samples" / "sampler.json").read_text())
