@@ -133,7 +133,8 @@ def uniqueness_novelty_family(
     m: int,
 ) -> Family:
     """Uniqueness among the generated crystals and novelty against the training crystals, each
-    on its own and together (U.N.); without a training set there is no novelty."""
+    on its own and together (U.N.), and novelty of the composition alone (no training crystal
+    with the same reduced formula); without a training set there is no novelty."""
     unique = np.array(uniqueness(structures, settings=settings.matcher), dtype=bool)
     family = Family(
         metrics={"unique %": rate_estimate(unique, min_count=m)}, columns={"unique": unique}
@@ -143,4 +144,18 @@ def uniqueness_novelty_family(
         family.metrics["novel %"] = rate_estimate(novel, min_count=m)
         family.metrics["U.N. %"] = rate_estimate(unique & novel, min_count=m)
         family.columns["novel"] = novel
+        known = {_reduced_formula(item) for item in training}
+        new = np.array([_reduced_formula(s) not in known for s in structures], dtype=bool)
+        family.metrics["novel composition %"] = rate_estimate(new, min_count=m)
+        family.columns["novel_composition"] = new
     return family
+
+
+def _reduced_formula(item: StructureLike) -> str:
+    """The reduced formula of a pymatgen Structure or a Crystal."""
+    from pymatgen.core import Composition
+
+    composition = getattr(item, "composition", None)
+    if isinstance(composition, dict):  # a Crystal: element -> count
+        composition = Composition(composition)
+    return composition.reduced_formula

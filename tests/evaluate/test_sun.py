@@ -74,3 +74,28 @@ def test_sun_combines_flags():
     ]
     with pytest.raises(ValueError, match="lengths"):
         sun([True], [], [])
+
+
+def test_composition_novelty_compares_reduced_formulas_with_the_training_set():
+    from pymatgen.core import Lattice, Structure
+
+    from flowllm_kit.crystal import Crystal
+    from flowllm_kit.evaluate.families import uniqueness_novelty_family
+    from flowllm_kit.evaluate.settings import ReportSettings
+
+    def rock_salt(a: str, b: str, size: float) -> Structure:
+        return Structure.from_spacegroup(
+            "Fm-3m", Lattice.cubic(size), [a, b], [[0, 0, 0], [0.5, 0.5, 0.5]]
+        )
+
+    training = [Crystal.from_structure(rock_salt("Na", "Cl", 5.6)), rock_salt("Mg", "O", 4.2)]
+    generated = [
+        rock_salt("Na", "Cl", 6.5),  # a known composition in another cell
+        rock_salt("K", "Cl", 6.3),  # new
+        rock_salt("Mg", "O", 4.2) * (1, 1, 2),  # Mg2O2 reduces to a known MgO
+        Structure(Lattice.cubic(4.0), ["Mg", "Mg", "O"], [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5]]),
+    ]
+    family = uniqueness_novelty_family(generated, training, ReportSettings(min_count=1), 1)
+    assert family.columns["novel_composition"].tolist() == [False, True, False, True]
+    estimate = family.metrics["novel composition %"]
+    assert (estimate.k, estimate.n) == (2, 4) and estimate.value == 50.0
