@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from flowllm_kit.crystal import Crystal
 from flowllm_kit.crystal.convert import StructureLike
 from flowllm_kit.evaluate.coverage import Fingerprints, coverage, fingerprints
 from flowllm_kit.evaluate.intervals import Estimate, bootstrap_estimate, rate_estimate
@@ -153,9 +154,4 @@ def uniqueness_novelty_family(
 
 def _reduced_formula(item: StructureLike) -> str:
     """The reduced formula of a pymatgen Structure or a Crystal."""
-    from pymatgen.core import Composition
-
-    composition = getattr(item, "composition", None)
-    if isinstance(composition, dict):  # a Crystal: element -> count
-        composition = Composition(composition)
-    return composition.reduced_formula
+    return item.formula if isinstance(item, Crystal) else item.composition.reduced_formula

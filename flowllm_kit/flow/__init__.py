@@ -36,7 +36,13 @@ from flowllm_kit.flow.graph import CrystalGraph, fully_connected_graph
 from flowllm_kit.flow.loss import FlowLoss, VelocityField, flow_matching_loss, path_loss
 from flowllm_kit.flow.network import VelocityNetwork
 from flowllm_kit.flow.path import PathSample, sample_path, sample_times
-from flowllm_kit.flow.sampler import FlowSamples, Trajectory, sample, sample_in_chunks
+from flowllm_kit.flow.sampler import (
+    FlowSamples,
+    Trajectory,
+    chunk_type_starts,
+    sample,
+    sample_in_chunks,
+)
 from flowllm_kit.flow.starts import denovo_starts, types_only_starts, uniform_starts
 from flowllm_kit.flow.statistics import FlowStatistics
 from flowllm_kit.flow.train import FlowPair, FlowTrainer, fit_statistics
@@ -69,6 +75,7 @@ __all__ = [
     "UniformBase",
     "VelocityField",
     "VelocityNetwork",
+    "chunk_type_starts",
     "decode_types",
     "denovo_starts",
     "encode_types",

@@ -30,7 +30,7 @@ from flowllm_kit.flow.types import decode_types, type_noise
 from flowllm_kit.geometry import lattice, torus
 from flowllm_kit.progress import progress_bar
 
-__all__ = ["FlowSamples", "Trajectory", "sample", "sample_in_chunks"]
+__all__ = ["FlowSamples", "Trajectory", "chunk_type_starts", "sample", "sample_in_chunks"]
 
 
 TRAJECTORY_KIND = "trajectory"  # the kind of its crystal file
@@ -217,12 +217,14 @@ def sample(
     crystals = x_0.replace(frac_coords=torus.wrap(f_path[-1]), lengths=lengths, angles=angles)
     types_path, off_code = None, 0
     if bits:
-        types_path = torch.stack([decode_types(a).atomic_numbers for a in paths[2]])  # (T, N)
         final = decode_types(paths[2][-1])
         crystals = crystals.replace(atomic_numbers=final.atomic_numbers)
         off_code = int(final.off_code.sum())
     trajectory = None
     if config.record_every is not None:
+        if bits:  # the types read at every recorded state, (T, N)
+            types_path = torch.stack([decode_types(a).atomic_numbers for a in paths[2][:-1]])
+            types_path = torch.cat([types_path, final.atomic_numbers.unsqueeze(0)])
         trajectory = Trajectory(
             times=times,
             frac_coords=torus.wrap(f_path),
@@ -235,6 +237,18 @@ def sample(
         crystals=crystals, trajectory=trajectory, num_evaluations=evaluations,
         off_code_types=off_code,
     )  # fmt: skip
+
+
+def chunk_type_starts(
+    starts: Sequence[Crystal], *, batch_size: int, bits: int, seed: int
+) -> Iterator[Tensor]:
+    """The type bits' start (``(atoms, bits)``, on the CPU) of each batch of ``batch_size``
+    start crystals that :func:`sample_in_chunks` solves for a model that generates atom types:
+    drawn batch after batch from one generator seeded with ``seed``."""
+    generator = torch.Generator().manual_seed(seed)
+    for begin in range(0, len(starts), batch_size):
+        atoms = sum(c.num_atoms for c in starts[begin : begin + batch_size])
+        yield type_noise(atoms, bits, generator=generator)
 
 
 def sample_in_chunks(
@@ -270,14 +284,11 @@ def sample_in_chunks(
     if device is None and isinstance(model, torch.nn.Module):
         device = next(model.parameters()).device
     bits = getattr(model, "type_bits", 0)
-    generator = torch.Generator().manual_seed(seed)
+    type_starts = chunk_type_starts(starts, batch_size=batch_size, bits=bits, seed=seed)
     with progress_bar(total=len(starts), desc=desc, unit="crystals", disable=not progress) as bar:
         for begin in range(0, len(starts), batch_size):
             chunk = CrystalBatch.from_crystals(starts[begin : begin + batch_size]).to(device)
-            types_0 = None
-            if bits:
-                count = chunk.atomic_numbers.shape[0]
-                types_0 = type_noise(count, bits, generator=generator).to(chunk.device)
+            types_0 = next(type_starts).to(chunk.device) if bits else None
             crystals = sample(model, chunk, config=config, types_0=types_0).crystals.to_crystals()
             bar.update(len(crystals))
             yield crystals

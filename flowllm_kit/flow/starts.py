@@ -51,14 +51,10 @@ def denovo_starts(targets: Sequence[Crystal], *, count: int, seed: int = 0) -> l
             for n in sizes
         ]
     )
-    generator = torch.Generator().manual_seed(seed)
-    drawn = UniformBase.fit(targets).sample(templates, generator=generator).to_crystals()
-    return [c.replace(id=f"flowmm-{k}") for k, c in enumerate(drawn)]
+    return _uniform_geometry(targets, templates, seed=seed, prefix="flowmm")
 
 
-def uniform_starts(
-    targets: Sequence[Crystal], *, count: int, seed: int = 0, prefix: str = "flowmm_csp"
-) -> list[Crystal]:
+def uniform_starts(targets: Sequence[Crystal], *, count: int, seed: int = 0) -> list[Crystal]:
     """FlowMM-CSP's start crystals: atom types of training targets, geometry from the uniform
     base (crystal structure prediction on training compositions).
 
@@ -71,14 +67,20 @@ def uniform_starts(
         count: Start crystals to draw.
         seed: Seed of the target picks and of the base draws.
 
-        prefix: Ids are ``<prefix>-<k>``.
-
     Returns:
-        The crystals, with ids ``<prefix>-<k>``.
+        The crystals, with ids ``flowmm_csp-<k>``.
     """
     targets = list(targets)
     picks = np.random.default_rng(seed).integers(len(targets), size=count)
     templates = CrystalBatch.from_crystals([targets[i] for i in picks])
+    return _uniform_geometry(targets, templates, seed=seed, prefix="flowmm_csp")
+
+
+def _uniform_geometry(
+    targets: list[Crystal], templates: CrystalBatch, *, seed: int, prefix: str
+) -> list[Crystal]:
+    """``templates`` with lattices and positions drawn from the :class:`UniformBase` fitted to
+    ``targets``, with ids ``<prefix>-<k>``."""
     generator = torch.Generator().manual_seed(seed)
     drawn = UniformBase.fit(targets).sample(templates, generator=generator).to_crystals()
     return [c.replace(id=f"{prefix}-{k}") for k, c in enumerate(drawn)]

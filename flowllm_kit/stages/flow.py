@@ -39,11 +39,11 @@ from flowllm_kit.flow import (
     TypesOnlyBase,
     UniformBase,
     VelocityNetwork,
+    chunk_type_starts,
     denovo_starts,
     load_network,
     sample,
     sample_in_chunks,
-    type_noise,
     types_only_starts,
     uniform_starts,
 )
@@ -162,19 +162,15 @@ def flow_runs(
     """
     validation = list(zip(val_pairs.c0, val_pairs.c1, strict=True)) if val_pairs else []
     llm_pairs: Pairs = list(zip(pairs.c0, pairs.c1, strict=True))
+    csp = FlowRun(
+        UniformBase.fit(pairs.c1),
+        [(None, c) for c in pairs.c1],
+        [(None, c1) for _, c1 in validation],
+    )
     return {
         "flowllm": FlowRun(PairedBase(noise_std=noise_std), llm_pairs + list(denoise), validation),
-        "flowmm": FlowRun(
-            UniformBase.fit(pairs.c1),
-            [(None, c) for c in pairs.c1],
-            [(None, c1) for _, c1 in validation],
-            generates_types=True,
-        ),
-        "flowmm_csp": FlowRun(
-            UniformBase.fit(pairs.c1),
-            [(None, c) for c in pairs.c1],
-            [(None, c1) for _, c1 in validation],
-        ),
+        "flowmm": dataclasses.replace(csp, generates_types=True),  # FlowMM-CSP's data
+        "flowmm_csp": csp,
         "flowllm_types": FlowRun(TypesOnlyBase.fit(pairs.c1), llm_pairs, validation),
     }
 
@@ -359,9 +355,8 @@ def record_trajectory(
     batch = CrystalBatch.from_crystals(list(starts[:count])).to(device)
     types_0 = None
     if network.type_bits:  # the first rows of sample_in_chunks' draw for its first batch
-        first = sum(c.num_atoms for c in starts[:batch_size])
-        noise = type_noise(first, network.type_bits, generator=torch.Generator().manual_seed(seed))
-        types_0 = noise[: batch.atomic_numbers.shape[0]].to(device)
+        first = chunk_type_starts(starts, batch_size=batch_size, bits=network.type_bits, seed=seed)
+        types_0 = next(first)[: batch.atomic_numbers.shape[0]].to(device)
     trajectory = sample(network, batch, config=sampler, types_0=types_0).trajectory
     assert trajectory is not None  # record_every is set
     return trajectory
