@@ -37,6 +37,7 @@ __all__ = [
     "METRICS_JSON",
     "PAIRS_FILE",
     "PER_STRUCTURE_CSV",
+    "RELAX_CACHE_JSONL",
     "REPORT_SETTINGS_JSON",
     "RunFolder",
     "RunFolderError",
@@ -51,6 +52,8 @@ LLM_CONFIG_JSON = "llm_config.json"  # the LLM settings, beside its model folder
 METRICS_JSON = "metrics.json"
 PER_STRUCTURE_CSV = "per_structure.csv"
 REPORT_SETTINGS_JSON = "settings.json"
+# The relaxations of a report's crystals, in the folder it is given as its cache.
+RELAX_CACHE_JSONL = "relax.jsonl"
 
 
 class RunFolderError(FileNotFoundError):

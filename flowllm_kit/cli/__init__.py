@@ -8,6 +8,7 @@ Usage::
     python -m flowllm_kit train-flow --preset smoke --run-dir runs/smoke --max-steps 200
     python -m flowllm_kit sample     --preset smoke --run-dir runs/smoke --num-steps 50
     python -m flowllm_kit evaluate   --preset smoke --run-dir runs/smoke
+    python -m flowllm_kit submit-array sample-llm --preset paper --tasks 64   (then merge-array)
     python -m flowllm_kit view       runs/smoke --port 8050
     python -m flowllm_kit presets    show demo
 
@@ -23,6 +24,7 @@ import sys
 from collections.abc import Sequence
 
 from flowllm_kit.cli import (
+    array_command,
     evaluate_command,
     flow_commands,
     llm_commands,
@@ -35,7 +37,14 @@ from flowllm_kit.run import RunFolderError
 
 __all__ = ["CommandError", "build_parser", "main"]
 
-_MODULES = (llm_commands, flow_commands, evaluate_command, view_command, presets_command)
+_MODULES = (
+    llm_commands,
+    flow_commands,
+    evaluate_command,
+    array_command,
+    view_command,
+    presets_command,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

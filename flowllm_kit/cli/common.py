@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from pathlib import Path
 
+from flowllm_kit.distributed import init_world
 from flowllm_kit.presets import configure_threads
 from flowllm_kit.run import RunFolder
 
-__all__ = ["PRESETS", "CommandError", "add_common_options", "require", "run_folder", "setup"]
+__all__ = [
+    "PRESETS",
+    "CommandError",
+    "add_common_options",
+    "add_sharded_option",
+    "require",
+    "run_folder",
+    "setup",
+]
 
 PRESETS = ("smoke", "demo", "paper")
 
@@ -37,12 +48,27 @@ def run_folder(args: argparse.Namespace) -> RunFolder:
 
 
 def setup(args: argparse.Namespace) -> RunFolder:
-    """Set torch's thread count as the notebooks do and return the run folder."""
+    """Join the launcher's processes (when one started several: ``accelerate launch``,
+    ``torchrun``), set torch's thread count as the notebooks do and return the run folder.
+    Only rank 0 prints its summary lines."""
 
+    world = init_world()
+    if not world.is_main:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (for the life of the process)
     if args.threads is not None and args.threads < 1:
         raise CommandError(f"--threads must be positive, got {args.threads}")
     configure_threads(args.preset, args.threads)
     return run_folder(args)
+
+
+def add_sharded_option(parser: argparse.ArgumentParser) -> None:
+    """Add ``--sharded`` to a sampling command."""
+    parser.add_argument(
+        "--sharded",
+        action="store_true",
+        help="draw in the fixed blocks of a multi-process run even in one process, so it gives "
+        "the crystals any number of processes gives (on by itself under a launcher)",
+    )
 
 
 def require(path: Path, what: str, command: str, args: argparse.Namespace) -> Path:

@@ -9,6 +9,7 @@ from typing import Any
 
 from flowllm_kit import evaluate as metrics
 from flowllm_kit.cli.common import CommandError, setup
+from flowllm_kit.distributed import world
 from flowllm_kit.evaluate import ELEMENTAL_REFERENCE_FILE, HullReference, dataset_hull, find_systems
 from flowllm_kit.evaluate.paper import beside_paper
 from flowllm_kit.presets import configure_threads, get_preset
@@ -25,24 +26,12 @@ from flowllm_kit.stages import (
 )
 from flowllm_kit.stages.structures import REJECTED_CSV
 
-__all__ = ["COMMANDS", "evaluate"]
+__all__ = ["COMMANDS", "evaluate", "evaluation_options", "report_settings_of", "systems_and_data"]
 
 
-def _options(parser: argparse.ArgumentParser) -> None:
-    """Add the options of ``evaluate`` to its subparser."""
-    outside = parser.add_argument_group(
-        "structures from any generator (instead of a run folder's samples)"
-    )
-    outside.add_argument(
-        "--structures",
-        nargs="+",
-        metavar="PATH",
-        help="CIF files, folders of them, extxyz / ASE .traj files, POSCARs, pymatgen JSON or "
-        "the kit's JSON-lines samples; unreadable, disordered or empty structures are listed in "
-        "OUT/rejected.csv",
-    )
-    outside.add_argument("--out", help="report folder of --structures (required with it)")
-    outside.add_argument("--name", default="structures", help="system name (%(default)s)")
+def evaluation_options(parser: argparse.ArgumentParser) -> None:
+    """Add the options that choose a run folder's systems and how they are relaxed (shared by
+    ``evaluate`` and ``submit-array relax``, which must relax the same crystals)."""
     parser.add_argument(
         "--systems",
         nargs="+",
@@ -69,6 +58,24 @@ def _options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-controls", action="store_true", help="skip real/perturbed controls")
     parser.add_argument("--perturbation", type=float, default=0.1, help="Å (%(default)s)")
+    parser.add_argument("--processes", type=int, help="worker processes (1 smoke, else 1/core)")
+
+
+def _options(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``evaluate`` to its subparser."""
+    outside = parser.add_argument_group(
+        "structures from any generator (instead of a run folder's samples)"
+    )
+    outside.add_argument(
+        "--structures",
+        nargs="+",
+        metavar="PATH",
+        help="CIF files, folders of them, extxyz / ASE .traj files, POSCARs, pymatgen JSON or "
+        "the kit's JSON-lines samples; unreadable, disordered or empty structures are listed in "
+        "OUT/rejected.csv",
+    )
+    outside.add_argument("--out", help="report folder of --structures (required with it)")
+    outside.add_argument("--name", default="structures", help="system name (%(default)s)")
     parser.add_argument(
         "--hull-dataset",
         default="mp_20",
@@ -85,7 +92,7 @@ def _options(parser: argparse.ArgumentParser) -> None:
         help="skip the hull of training crystals relaxed with CHGNet (the stability measure "
         "that tells real from generated crystals; its relaxations are cached once per split)",
     )
-    parser.add_argument("--processes", type=int, help="worker processes (1 smoke, else 1/core)")
+    evaluation_options(parser)
 
 
 def _hull(dataset: str) -> Any:
@@ -118,6 +125,27 @@ def _select(args: argparse.Namespace, run: RunFolder, n: int | None) -> dict[str
     return {name: systems[name] for name in wanted}
 
 
+def systems_and_data(args: argparse.Namespace, run: RunFolder) -> tuple[dict[str, list], Any]:
+    """The systems ``evaluate`` scores (generated ones, then the controls unless
+    ``--no-controls``) and the run's :class:`~flowllm_kit.stages.EvaluationData`."""
+    n_evaluate = args.n or get_preset(args.preset).evaluation.n_evaluate
+    systems = _select(args, run, n_evaluate)
+    data = evaluation_data(
+        args.preset, n_evaluate=n_evaluate, n_reference=args.n_reference, seed=args.seed
+    )
+    if not args.no_controls:
+        controls = metrics.control_systems(
+            data.real, perturbation=args.perturbation, seed=args.seed
+        )
+        systems |= {k: v for k, v in controls.items() if not args.systems or k in args.systems}
+    if not systems:
+        raise CommandError(
+            f"nothing to evaluate: no crystals in {run.samples} or {run.llm_samples}"
+            " and --no-controls; run `python -m flowllm_kit sample` first"
+        )
+    return systems, data
+
+
 def _stability_hull(args: argparse.Namespace) -> HullReference | None:
     """The DFT-energy hull the options name (None: ``--hull-dataset none``)."""
     if args.hull_file:
@@ -129,7 +157,8 @@ def _stability_hull(args: argparse.Namespace) -> HullReference | None:
     return _hull(args.hull_dataset)
 
 
-def _settings(args: argparse.Namespace) -> Any:
+def report_settings_of(args: argparse.Namespace) -> Any:
+    """The report settings the options of ``evaluate`` give."""
     return report_settings(
         args.preset, relax_steps=args.relax_steps, relax_stall_steps=args.relax_stall_steps,
         min_count=args.min_count, processes=args.processes, seed=args.seed,
@@ -153,7 +182,7 @@ def evaluate_files(args: argparse.Namespace) -> None:
         result = evaluate_structures(
             args.structures, args.out, name=args.name, preset=args.preset,
             hull=_stability_hull(args), use_relaxed_hull=not (args.no_relaxed_hull or no_stability),
-            settings=_settings(args), n_evaluate=args.n, n_reference=args.n_reference,
+            settings=report_settings_of(args), n_evaluate=args.n, n_reference=args.n_reference,
             seed=args.seed,
         )  # fmt: skip
     except (FileNotFoundError, ValueError) as error:
@@ -183,28 +212,15 @@ def evaluate(args: argparse.Namespace) -> None:
         raise CommandError("--out is the report folder of --structures; a run folder's report "
                            "goes to its evaluation/ folder")  # fmt: skip
     run = setup(args)
-    n_evaluate = args.n or get_preset(args.preset).evaluation.n_evaluate
-    systems = _select(args, run, n_evaluate)
-    data = evaluation_data(
-        args.preset, n_evaluate=n_evaluate, n_reference=args.n_reference, seed=args.seed
-    )
-    if not args.no_controls:
-        controls = metrics.control_systems(
-            data.real, perturbation=args.perturbation, seed=args.seed
-        )
-        systems |= {k: v for k, v in controls.items() if not args.systems or k in args.systems}
-    if not systems:
-        raise CommandError(
-            f"nothing to evaluate: no crystals in {run.samples} or {run.llm_samples}"
-            " and --no-controls; run `python -m flowllm_kit sample` first"
-        )
-    hull, settings = _stability_hull(args), _settings(args)
+    systems, data = systems_and_data(args, run)
+    hull, settings = _stability_hull(args), report_settings_of(args)
     no_stability = hull is None and args.hull_dataset.lower() == "none"
     relaxed = None if args.no_relaxed_hull or no_stability else relaxed_hull(data, settings)
     evaluated = evaluate_systems(run, systems, data, settings=settings, hull=hull, relaxed=relaxed)
     for system, result in evaluated.items():
         print(f"{system}: {result.crystals} crystals evaluated into {run.evaluation_of(system)}")
-    beside_paper(metrics_table(evaluated)).to_csv(run.metrics_beside_paper)
+    if world().is_main:
+        beside_paper(metrics_table(evaluated)).to_csv(run.metrics_beside_paper)
     _print_table(table_with_intervals(intervals_table(evaluated)).T)
 
 

@@ -7,7 +7,7 @@ import dataclasses
 from typing import Any
 
 from flowllm_kit import llm, stages
-from flowllm_kit.cli.common import CommandError, require, setup
+from flowllm_kit.cli.common import CommandError, add_sharded_option, require, setup
 from flowllm_kit.llm import CRYSTAL_LISTS_FILE, read_crystal_lists
 from flowllm_kit.presets import get_preset
 from flowllm_kit.run import RunFolder
@@ -64,6 +64,7 @@ def _sample_llm_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--temperature", type=float, help="sampling temperature (the run's)")
     parser.add_argument("--top-p", type=float, help="nucleus sampling threshold (the run's)")
     parser.add_argument("--max-draws", type=int, help="stop after this many draws (20 x kept)")
+    add_sharded_option(parser)
 
 
 def sample_llm(args: argparse.Namespace) -> None:
@@ -75,6 +76,7 @@ def sample_llm(args: argparse.Namespace) -> None:
     result = stages.sample_llm(
         run, model, tokenizer, config, num_samples=num_samples,
         temperature=args.temperature, top_p=args.top_p, max_draws=args.max_draws, seed=args.seed,
+        sharded=args.sharded or None,
     )  # fmt: skip
     print(f"{len(result.crystals)} crystals from {result.num_draws} draws ", end="")
     print(f"(parse rate {result.acceptance_rate:.1%}) in {run.llm_samples}")
@@ -94,6 +96,7 @@ def _pairs_options(parser: argparse.ArgumentParser) -> None:
         default=0,
         help="validation pairs on the held-out crystals, into pairs_val/ (0: none)",
     )
+    add_sharded_option(parser)
 
 
 def _crystal_lists(args: argparse.Namespace, run: RunFolder) -> tuple[list, list]:
@@ -118,7 +121,7 @@ def pairs(args: argparse.Namespace) -> None:
     )  # fmt: skip
     result, val = stages.build_pair_sets(
         run, model, tokenizer, config, train, evals, pairs=settings,
-        num_val_pairs=args.num_val_pairs, seed=args.seed,
+        num_val_pairs=args.num_val_pairs, seed=args.seed, sharded=args.sharded or None,
     )  # fmt: skip
     print(f"{len(result.c0)} pairs from {result.num_draws} draws in {run.pairs}")
     if val is not None:

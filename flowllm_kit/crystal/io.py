@@ -4,16 +4,18 @@ at most the line it was writing, and read back tolerating that cut-off last line
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from flowllm_kit.crystal.crystal import Crystal
+from flowllm_kit.distributed import shard_paths
 
 __all__ = [
     "append_jsonl",
     "crystal_from_dict",
     "crystal_to_dict",
+    "merge_crystal_shards",
     "read_crystals",
     "read_jsonl",
     "write_crystals",
@@ -103,3 +105,30 @@ def write_crystals(crystals: Iterable[Crystal], path: str | Path, *, append: boo
 def read_crystals(path: str | Path) -> list[Crystal]:
     """Crystals written by :func:`write_crystals` (records without a crystal are skipped)."""
     return [crystal_from_dict(r) for r in read_jsonl(path) if "atomic_numbers" in r]
+
+
+def merge_crystal_shards(path: str | Path, ids: Sequence[str]) -> list[Crystal]:
+    """Merge the per-process crystal files of ``path`` (``<stem>.rank-<r><suffix>``, see
+    :func:`flowllm_kit.distributed.shard_path`) into ``path`` in the order of ``ids``, then
+    delete them.
+
+    Raises:
+        ValueError: If ``ids`` repeats an id, or a crystal of ``ids`` is in no shard file.
+    """
+    if len(set(ids)) != len(ids):
+        raise ValueError("merging shard files needs every crystal's id to be unique")
+    shards = shard_paths(path)
+    found = {c.id: c for shard in shards for c in read_crystals(shard)}
+    missing = [i for i in ids if i not in found]
+    if missing:
+        raise ValueError(
+            f"{len(missing)} crystals (first {missing[0]!r}) are in no shard of {path}"
+        )
+    path = Path(path)
+    partial = path.with_name(path.name + ".partial")
+    merged = [found[i] for i in ids]
+    write_crystals(merged, partial, append=False)
+    partial.replace(path)
+    for shard in shards:
+        shard.unlink()
+    return merged

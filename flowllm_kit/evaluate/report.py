@@ -54,7 +54,12 @@ from flowllm_kit.evaluate.stability import (
     relax_valid,
     stability_family,
 )
-from flowllm_kit.run import METRICS_JSON, PER_STRUCTURE_CSV, REPORT_SETTINGS_JSON
+from flowllm_kit.run import (
+    METRICS_JSON,
+    PER_STRUCTURE_CSV,
+    RELAX_CACHE_JSONL,
+    REPORT_SETTINGS_JSON,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -206,7 +211,7 @@ def report(
     if relaxed_hull is not None:
         hulls.append(NamedHull(relaxed_hull, RELAXED_HULL_SUFFIX, "_chgnet"))
     if hulls:
-        cache = Path(cache_folder) / "relax.jsonl" if cache_folder is not None else None
+        cache = Path(cache_folder) / RELAX_CACHE_JSONL if cache_folder is not None else None
         desc = _relax_label("CHGNet relax", label)
         results = relax_valid(structures, valid, settings, cache, progress, desc)
         for named in hulls:

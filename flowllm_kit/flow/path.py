@@ -13,6 +13,7 @@ analog bits (:mod:`flowllm_kit.flow.types`) on straight lines from Gaussian nois
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -59,6 +60,19 @@ class PathSample:
         """The crystals at time ``t`` (lattice mapped back to lengths and angles)."""
         lengths, angles = lattice.unconstrained_to_lattice(self.l_t, self.representation)
         return self.x_1.replace(frac_coords=self.f_t, lengths=lengths, angles=angles)
+
+    def crystals(self, begin: int, end: int) -> PathSample:
+        """The part of the sample that holds crystals ``begin:end`` (one process's share of a
+        batch in data-parallel training)."""
+        first, last = (int(v) for v in self.x_1.offsets[[begin, end]].tolist())
+        atoms = slice(first, last)
+        return dataclasses.replace(
+            self, x_0=self.x_0[begin:end], x_1=self.x_1[begin:end], t=self.t[begin:end],
+            f_t=self.f_t[atoms], l_t=self.l_t[begin:end], df_t=self.df_t[atoms],
+            dl_t=self.dl_t[begin:end],
+            a_t=None if self.a_t is None else self.a_t[atoms],
+            da_t=None if self.da_t is None else self.da_t[atoms],
+        )  # fmt: skip
 
 
 def check_aligned(x_0: CrystalBatch, x_1: CrystalBatch, *, same_types: bool = True) -> None:

@@ -24,6 +24,7 @@ from torchdiffeq import odeint
 
 from flowllm_kit.crystal import Crystal, CrystalBatch
 from flowllm_kit.crystal.store import PackedCrystals, read_crystal_file, write_crystal_file
+from flowllm_kit.distributed import World
 from flowllm_kit.flow.config import FlowSamplerConfig
 from flowllm_kit.flow.loss import VelocityField
 from flowllm_kit.flow.types import decode_types, type_noise
@@ -261,6 +262,7 @@ def sample_in_chunks(
     desc: str = "flow sampling",
     progress: bool = False,
     seed: int = 0,
+    shard: World | None = None,
 ) -> Iterator[list[Crystal]]:
     """Refine many start crystals batch by batch, yielding each batch's results as soon as it
     is done, so a caller can append them to a file and lose nothing if interrupted.
@@ -277,6 +279,10 @@ def sample_in_chunks(
         seed: Seeds the type bits' start, for a model that generates atom types (drawn batch
             after batch from one generator: the same seed and batch size give the same
             crystals).
+        shard: Solve only this process's batches: batch ``k`` when ``k mod shard.size`` is
+            ``shard.rank`` (the type bits are still drawn for every batch, so each batch gets
+            the noise it gets in one process, and the crystals do not depend on the number of
+            processes). None: every batch.
 
     Yields:
         Lists of generated crystals, in the order of ``starts`` (ids kept).
@@ -286,9 +292,12 @@ def sample_in_chunks(
     bits = getattr(model, "type_bits", 0)
     type_starts = chunk_type_starts(starts, batch_size=batch_size, bits=bits, seed=seed)
     with progress_bar(total=len(starts), desc=desc, unit="crystals", disable=not progress) as bar:
-        for begin in range(0, len(starts), batch_size):
+        for number, begin in enumerate(range(0, len(starts), batch_size)):
+            noise = next(type_starts) if bits else None
+            if shard is not None and number % shard.size != shard.rank:
+                continue
             chunk = CrystalBatch.from_crystals(starts[begin : begin + batch_size]).to(device)
-            types_0 = next(type_starts).to(chunk.device) if bits else None
+            types_0 = None if noise is None else noise.to(chunk.device)
             crystals = sample(model, chunk, config=config, types_0=types_0).crystals.to_crystals()
             bar.update(len(crystals))
             yield crystals

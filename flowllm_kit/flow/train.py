@@ -28,14 +28,16 @@ from typing import Any
 
 import torch
 from safetensors.torch import load_file
+from torch.nn.parallel import DistributedDataParallel
 
 from flowllm_kit.crystal import Crystal, CrystalBatch
+from flowllm_kit.distributed import all_sum, barrier, resolve_device, world
 from flowllm_kit.flow import checkpoint
 from flowllm_kit.flow.base import BaseDistribution
-from flowllm_kit.flow.config import TrainConfig
-from flowllm_kit.flow.loss import path_loss
+from flowllm_kit.flow.config import LossConfig, TrainConfig
+from flowllm_kit.flow.loss import FlowLoss, path_loss
 from flowllm_kit.flow.network import VelocityNetwork
-from flowllm_kit.flow.path import sample_path, sample_times
+from flowllm_kit.flow.path import PathSample, sample_path, sample_times
 from flowllm_kit.flow.statistics import FlowStatistics
 from flowllm_kit.flow.types import type_noise
 from flowllm_kit.geometry.lattice import LatticeRepresentation
@@ -49,13 +51,6 @@ distribution does not use one."""
 
 _STATISTICS_SEED = 12_345
 _VALIDATION_SEED = 54_321
-
-
-def resolve_device(device: str) -> torch.device:
-    """``"auto"`` -> CUDA when available, else the CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def _collate(pairs: Sequence[FlowPair]) -> tuple[CrystalBatch | None, CrystalBatch]:
@@ -79,6 +74,18 @@ def fit_statistics(
     generator = torch.Generator().manual_seed(_STATISTICS_SEED)
     x_0 = base.sample(x_1, x_0=x_0, generator=generator)
     return FlowStatistics.from_pairs(x_0, x_1, representation)
+
+
+class _LossOf(torch.nn.Module):
+    """The network's loss on a path sample as a module's forward, which is what
+    ``DistributedDataParallel`` hooks to average gradients across processes."""
+
+    def __init__(self, network: VelocityNetwork, config: LossConfig) -> None:
+        super().__init__()
+        self.network, self.config = network, config
+
+    def forward(self, sample: PathSample) -> FlowLoss:
+        return path_loss(self.network, sample, config=self.config)
 
 
 class FlowTrainer:
@@ -128,6 +135,24 @@ class FlowTrainer:
         self.step = 0
         self.skipped_steps = 0
         self.history: list[dict[str, float]] = []
+        # Data parallel under a launcher: every process draws the whole batch's path sample
+        # from the same generator and computes the loss of its own slice of the crystals;
+        # DistributedDataParallel averages the gradients, so the steps are one process's.
+        self.world = world()
+        self._parallel: DistributedDataParallel | None = None
+        if self.world.size > 1:
+            if min(config.batch_size, len(self.train_pairs)) < self.world.size:
+                raise ValueError(
+                    f"a batch of {min(config.batch_size, len(self.train_pairs))} crystals cannot "
+                    f"be split over {self.world.size} processes: raise batch_size"
+                )
+            on_gpu = self.device.type == "cuda"
+            # Some weights take no part in a loss (a de novo flow ignores the atoms' own types):
+            # DDP must look for them each step, or it waits for their gradients forever.
+            self._parallel = DistributedDataParallel(
+                _LossOf(self.network, config.loss), device_ids=[self.device] if on_gpu else None,
+                find_unused_parameters=True,
+            )  # fmt: skip
 
     # --- schedule and data ---------------------------------------------------------------
     def learning_rate(self, step: int) -> float:
@@ -174,27 +199,45 @@ class FlowTrainer:
         sample = self._path_sample(pairs, generator)
         low_precision = config.precision == "bfloat16"
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=low_precision):
-            loss = path_loss(self.network, sample, config=config.loss)
-        record = {"step": float(self.step), "loss": loss.total.item(), "lr": 0.0}
-        if not torch.isfinite(loss.total):
+            loss, share = self._loss(sample)
+        terms = self._batch_terms(loss, share)
+        record = {"step": float(self.step), "loss": terms["loss"], "lr": 0.0}
+        if not math.isfinite(terms["loss"]):
             self.skipped_steps += 1
         else:
             learning_rate = self.learning_rate(self.step)
             for group in self.optimizer.param_groups:
                 group["lr"] = learning_rate
             self.optimizer.zero_grad(set_to_none=True)
-            loss.total.backward()
+            # The ranks' gradients are averaged: weighting each by its share of the batch
+            # (times the number of ranks) makes the average the whole batch's gradient.
+            (loss.total * (share * self.world.size)).backward()
             if config.grad_clip > 0:
                 norm = torch.nn.utils.clip_grad_norm_(self.network.parameters(), config.grad_clip)
                 record["grad_norm"] = float(norm)
             self.optimizer.step()
             self._update_ema()
-            record.update(lr=learning_rate, coords=loss.coords.item(), lattice=loss.lattice.item())
+            record.update(lr=learning_rate, coords=terms["coords"], lattice=terms["lattice"])
             if loss.types is not None:
-                record["types"] = loss.types.item()
+                record["types"] = terms["types"]
         self.step += 1
         self.history.append(record)
         return record
+
+    def _loss(self, sample: PathSample) -> tuple[FlowLoss, float]:
+        """The loss of this process's slice of the batch and its share of the crystals."""
+        if self._parallel is None:
+            return path_loss(self.network, sample, config=self.config.loss), 1.0
+        size = sample.x_1.num_crystals
+        begin, end = (size * r // self.world.size for r in (self.world.rank, self.world.rank + 1))
+        return self._parallel(sample.crystals(begin, end)), (end - begin) / size
+
+    def _batch_terms(self, loss: FlowLoss, share: float) -> dict[str, float]:
+        """The whole batch's loss terms (the ranks' slices, weighted by their shares)."""
+        values = [loss.total, loss.coords, loss.lattice, loss.types]
+        names = ["loss", "coords", "lattice", "types"][: 3 if loss.types is None else 4]
+        local = [float(v.detach()) * share for v in values[: len(names)]]
+        return dict(zip(names, local if self.world.size == 1 else all_sum(local), strict=True))
 
     @torch.no_grad()
     def _update_ema(self) -> None:
@@ -210,10 +253,15 @@ class FlowTrainer:
         model.eval()
         generator = torch.Generator().manual_seed(_VALIDATION_SEED)
         total, count = 0.0, 0
-        for begin in range(0, len(self.val_pairs), self.config.batch_size):
+        for number, begin in enumerate(range(0, len(self.val_pairs), self.config.batch_size)):
             pairs = self.val_pairs[begin : begin + self.config.batch_size]
-            loss = path_loss(model, self._path_sample(pairs, generator), config=self.config.loss)
+            sample = self._path_sample(pairs, generator)  # every rank draws every batch's noise
+            if number % self.world.size != self.world.rank:
+                continue  # the batches are shared out over the ranks
+            loss = path_loss(model, sample, config=self.config.loss)
             total, count = total + float(loss.total) * len(pairs), count + len(pairs)
+        if self.world.size > 1:
+            total, count = all_sum([total, count])
         return total / count
 
     def fit(self, num_steps: int | None = None) -> list[dict[str, float]]:
@@ -228,20 +276,27 @@ class FlowTrainer:
             end = min(self.step + num_steps, end)
         name = f"flow training {self.run_dir.name}" if self.run_dir is not None else "flow training"
         bar = progress_bar(
-            total=end, initial=self.step, disable=not config.progress, desc=name, unit="steps"
-        )
+            total=end, initial=self.step, disable=not (config.progress and self.world.is_main),
+            desc=name, unit="steps",
+        )  # fmt: skip
         while self.step < end:
             record = self.train_step()
             if self.val_pairs and config.val_every and self.step % config.val_every == 0:
                 record["val_loss"] = self.validation_loss()
             if self.run_dir is not None and self.step % config.checkpoint_every == 0:
-                self.save_checkpoint()
+                self._checkpoint()
             bar.update(1)
             bar.set_postfix(loss=f"{record['loss']:.4f}")
         bar.close()
         if self.run_dir is not None:
-            self.save_checkpoint()
+            self._checkpoint()
         return self.history
+
+    def _checkpoint(self) -> None:
+        """Rank 0 writes the checkpoint (every rank holds the same weights); the others wait."""
+        if self.world.is_main:
+            self.save_checkpoint()
+        barrier()
 
     # --- checkpoints ---------------------------------------------------------------------
     def save_checkpoint(self, folder: str | Path | None = None) -> Path:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from flowllm_kit.distributed import barrier, world
 from flowllm_kit.llm.config import FinetuneConfig, LLMConfig
 from flowllm_kit.progress import Reporter
 from flowllm_kit.run import LLM_CONFIG_JSON
@@ -269,10 +270,19 @@ def finetune(
     from transformers.trainer_utils import get_last_checkpoint
 
     options = config.finetune
+    # Under a launcher the Trainer runs data-parallel (DDP, or FSDP / DeepSpeed from an
+    # accelerate config); options.batch_size stays the global batch, split over the processes.
+    on = world()
+    if options.batch_size % on.size:
+        raise ValueError(
+            f"the batch of {options.batch_size} texts cannot be split evenly over {on.size} "
+            "processes: choose a batch size divisible by the number of processes"
+        )
     run_dir = Path(run_dir)
     checkpoints = run_dir / "checkpoints"
     checkpoints.mkdir(parents=True, exist_ok=True)
-    (run_dir / LLM_CONFIG_JSON).write_text(json.dumps(config.to_dict(), indent=2))
+    if on.is_main:
+        (run_dir / LLM_CONFIG_JSON).write_text(json.dumps(config.to_dict(), indent=2))
     render = render or render_training_text(options, tokenizer)
     datasets = {
         name: TextDataset(
@@ -289,8 +299,8 @@ def finetune(
         output_dir=str(checkpoints),
         num_train_epochs=options.epochs,
         max_steps=options.max_steps if options.max_steps is not None else -1,
-        per_device_train_batch_size=options.batch_size,
-        per_device_eval_batch_size=options.batch_size,
+        per_device_train_batch_size=options.batch_size // on.size,
+        per_device_eval_batch_size=options.batch_size // on.size,
         gradient_accumulation_steps=options.gradient_accumulation_steps,
         learning_rate=options.learning_rate,
         lr_scheduler_type=options.lr_scheduler,
@@ -311,6 +321,9 @@ def finetune(
         remove_unused_columns=False,
         dataloader_num_workers=0,  # the epoch callback sets the dataset's epoch in-process
         dataloader_pin_memory=torch.cuda.is_available(),
+        # Processes without a GPU join as accelerate's MULTI_CPU (gloo); without this flag the
+        # Trainer would train each of them alone.
+        use_cpu=on.size > 1 and not torch.cuda.is_available(),
     )
     trainer = Trainer(
         model=model,
@@ -338,9 +351,11 @@ def finetune(
     output = trainer.train(resume_from_checkpoint=checkpoint)
     eval_loss = trainer.evaluate()["eval_loss"] if eval is not None else None
     model_dir = run_dir / "model"
-    trainer.save_model(str(model_dir))
-    tokenizer.save_pretrained(str(model_dir))
-    (run_dir / "train_log.json").write_text(json.dumps(trainer.state.log_history, indent=2))
+    trainer.save_model(str(model_dir))  # rank 0 only under a launcher
+    if on.is_main:
+        tokenizer.save_pretrained(str(model_dir))
+        (run_dir / "train_log.json").write_text(json.dumps(trainer.state.log_history, indent=2))
+    barrier()
     return FinetuneResult(
         run_dir=run_dir,
         model_dir=model_dir,

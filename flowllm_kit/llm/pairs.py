@@ -29,6 +29,7 @@ from scipy.optimize import linear_sum_assignment
 
 from flowllm_kit.crystal import Crystal
 from flowllm_kit.crystal.store import PackedCrystals, read_crystal_file, write_crystal_file
+from flowllm_kit.distributed import barrier, world
 from flowllm_kit.geometry.torus import logmap
 from flowllm_kit.llm.config import LLMSamplingConfig, PairConfig
 from flowllm_kit.llm.sample import sample_crystals
@@ -166,6 +167,7 @@ def build_pairs(
     max_new_tokens: int = 512,
     seed: int = 0,
     progress_bar: bool = True,
+    sharded: bool | None = None,
 ) -> PairSet:
     """Build (or resume building) the formula-conditioned pair set.
 
@@ -188,6 +190,8 @@ def build_pairs(
         max_new_tokens: Longest sample.
         seed: Seed of target choice and sampling.
         progress_bar: Show a progress bar.
+        sharded: Draw over the launcher's processes (:mod:`flowllm_kit.llm.sharded`); None:
+            when a launcher started several. Rank 0 writes ``pairs.npz``.
 
     Returns:
         The aligned :class:`PairSet` (with ``config.noise_std`` noise on c0, if set); also
@@ -234,6 +238,7 @@ def build_pairs(
         seed=seed,
         progress_bar=progress_bar,
         desc=f"pairs ({run_dir.name})",
+        sharded=sharded,
     )
     targets = np.array([target_of(draw) for draw in result.draws], dtype=np.int64)
     c1 = [train[i] for i in targets]
@@ -246,5 +251,7 @@ def build_pairs(
             )
         )
     pairs = PairSet(c0, c1, targets, result.num_draws, dict(result.rejections))
-    pairs.save(run_dir / PAIRS_FILE)
+    if world().is_main:
+        pairs.save(run_dir / PAIRS_FILE)
+    barrier()
     return pairs.with_noise(config.noise_std, rng=seed) if config.noise_std > 0 else pairs

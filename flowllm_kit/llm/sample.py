@@ -27,10 +27,12 @@ import torch
 from flowllm_kit import text
 from flowllm_kit.crystal import Crystal
 from flowllm_kit.crystal.io import append_jsonl
+from flowllm_kit.distributed import world
 from flowllm_kit.llm.config import LLMSamplingConfig
 from flowllm_kit.llm.constrain import CompositionConstraint
 from flowllm_kit.llm.continuous import draw_continuously
 from flowllm_kit.llm.draws import Accept, LLMDraw, LLMSamples, judge, read_draws
+from flowllm_kit.llm.sharded import sample_sharded
 from flowllm_kit.llm.stream import supports_streaming
 from flowllm_kit.progress import progress_bar as bar_of
 
@@ -154,6 +156,7 @@ def sample_crystals(
     compositions: Callable[[int], Mapping[str, int]] | None = None,
     progress_bar: bool = True,
     desc: str = "LLM sampling",
+    sharded: bool | None = None,
 ) -> LLMSamples:
     """Draw samples until ``num_crystals`` of them are valid crystals.
 
@@ -179,6 +182,10 @@ def sample_crystals(
             model writes elements freely.
         progress_bar: Show a tqdm bar of kept crystals.
         desc: The bar's label (also on the series runner's terminal).
+        sharded: Split the draws over the launcher's processes in fixed blocks
+            (:mod:`flowllm_kit.llm.sharded`; each rank writes ``<path>.rank-<r>.jsonl`` and
+            rank 0 merges them into ``path``); None: when a launcher started several processes.
+            The crystals then do not depend on the number of processes.
 
     Returns:
         A :class:`LLMSamples` with the first ``num_crystals`` crystals in draw order.
@@ -193,6 +200,14 @@ def sample_crystals(
     max_draws = DRAWS_PER_CRYSTAL * num_crystals if max_draws is None else max_draws
     prompt_of = _prompt_function(prompts if prompts is not None else text.generation_prompt())
     decode = decode or text.decode
+    if sharded if sharded is not None else world().size > 1:
+        if path is None or seed is None:
+            raise ValueError("sharded sampling needs a samples file (path) and a seed")
+        return sample_sharded(
+            model, tokenizer, num_crystals=num_crystals, prompt_of=prompt_of, config=config,
+            path=path, max_draws=max_draws, seed=seed, decode=decode, accept=accept,
+            compositions=compositions, progress_bar=progress_bar, desc=desc,
+        )  # fmt: skip
     records = read_draws(path) if path is not None else []
     result = LLMSamples(crystals=[], texts=[], draws=[], num_resumed=len(records))
 

@@ -29,12 +29,16 @@ from flowllm_kit.relax.perturb import perturb_structure
 from flowllm_kit.relax.reference import relax_structures_reference
 from flowllm_kit.relax.relax import relax_structures
 from flowllm_kit.relax.result import RelaxResult
+from flowllm_kit.relax.sharded import merge_relax_shards, relax_sharded, relax_share
 
 __all__ = [
     "CHGNetModel",
     "RelaxCache",
     "RelaxConfig",
     "RelaxResult",
+    "merge_relax_shards",
+    "relax_share",
+    "relax_sharded",
     "filtered_max_force",
     "load_chgnet",
     "perturb_structure",

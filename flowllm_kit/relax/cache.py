@@ -71,6 +71,10 @@ class RelaxCache:
     def __len__(self) -> int:
         return len(self._results)
 
+    def items(self) -> list[tuple[str, RelaxResult]]:
+        """Every ``(key, result)`` held, in the order first read or put."""
+        return list(self._results.items())
+
     def get(self, key: str) -> RelaxResult | None:
         """The cached result for ``key``, if any."""
         return self._results.get(key)

@@ -15,13 +15,14 @@ import contextlib
 import functools
 import io
 import warnings
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch_sim.models.interface import ModelInterface
 
 from flowllm_kit.crystal.convert import structure_from_cell
+from flowllm_kit.distributed import resolve_device
 
 if TYPE_CHECKING:
     from chgnet.graph import CrystalGraph
@@ -29,13 +30,6 @@ if TYPE_CHECKING:
     from torch_sim.state import SimState
 
 __all__ = ["CHGNetModel", "load_chgnet", "resolve_device"]
-
-
-def resolve_device(device: Literal["auto", "cpu", "cuda"]) -> torch.device:
-    """``"auto"`` is CUDA when available, else CPU."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(device)
 
 
 @functools.lru_cache(maxsize=4)

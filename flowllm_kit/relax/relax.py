@@ -13,12 +13,14 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from flowllm_kit.crystal.convert import as_structures
+from flowllm_kit.distributed import world
 from flowllm_kit.progress import progress_bar
 from flowllm_kit.relax.batched import relax_in_batches
 from flowllm_kit.relax.cache import RelaxCache, relax_key
 from flowllm_kit.relax.chgnet_model import CHGNetModel, load_chgnet, resolve_device
 from flowllm_kit.relax.config import RelaxConfig
 from flowllm_kit.relax.result import RelaxResult
+from flowllm_kit.relax.sharded import relax_sharded
 
 if TYPE_CHECKING:
     from pymatgen.core import Structure
@@ -37,6 +39,7 @@ def relax_structures(
     progress: bool = True,
     desc: str = "CHGNet relax",
     model: ModelInterface | None = None,
+    sharded: bool | None = None,
 ) -> list[RelaxResult]:
     """Relax structures with CHGNet, many at a time, and return one result per input.
 
@@ -55,6 +58,9 @@ def relax_structures(
         desc: The bar's label (also on the series runner's terminal, whatever ``progress``).
         model: A torch-sim model to use instead of CHGNet (tests pass stand-ins); it runs in
             this process.
+        sharded: Share the structures out over the launcher's processes, which must all make
+            this call (:mod:`flowllm_kit.relax.sharded`; needs ``cache_path``); None: when a
+            launcher started several processes and no ``model`` is given.
 
     Returns:
         A :class:`RelaxResult` per input, in input order.
@@ -66,6 +72,10 @@ def relax_structures(
     """
 
     config = config or RelaxConfig()
+    if sharded if sharded is not None else (world().size > 1 and model is None):
+        return relax_sharded(
+            structures, config=config, cache_path=cache_path, progress=progress, desc=desc
+        )
     inputs = as_structures(structures)
     keys = [relax_key(s, config) for s in inputs]
     cache = RelaxCache(cache_path) if cache_path is not None else None

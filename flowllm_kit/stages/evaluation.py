@@ -28,6 +28,7 @@ import pandas as pd
 from flowllm_kit.crystal import Crystal
 from flowllm_kit.data import load_dataset
 from flowllm_kit.data.paths import cache_dir
+from flowllm_kit.distributed import barrier, world
 from flowllm_kit.evaluate import (
     COVERAGE_CUTOFFS,
     Fingerprints,
@@ -194,14 +195,23 @@ def evaluate_systems(
     The reference fingerprints (unless given) are computed once and cached in the evaluation
     folder; relaxations are cached there too (``relax.jsonl``), so a rerun skips finished work.
     ``relaxed`` is the hull of relaxed reference crystals (:func:`relaxed_hull`).
+
+    Under a launcher every process makes this call: the CHGNet relaxations (of the systems,
+    the real crystals and the reference crystals of the relaxed hull) are shared out over them
+    through the caches (:mod:`flowllm_kit.relax.sharded`), the other metrics are computed by
+    each, and rank 0 alone writes the reports and tables.
     """
+    on = world()
     run.evaluation.mkdir(parents=True, exist_ok=True)
     if fingerprints is None:
-        fingerprints = reference_fingerprints(
-            data.reference,
-            path=run.reference_fingerprints(data.name),
-            processes=settings.processes,
-        )
+        for turn in ("main", "others"):  # rank 0 computes and caches them; the rest read them
+            if (turn == "main") == on.is_main:
+                fingerprints = reference_fingerprints(
+                    data.reference,
+                    path=run.reference_fingerprints(data.name),
+                    processes=settings.processes,
+                )
+            barrier()
     evaluated = {}
     for name, crystals in systems.items():
         start = time.perf_counter()
@@ -211,10 +221,13 @@ def evaluate_systems(
             settings=settings,
             cache_folder=run.evaluation, progress=False, label=name,
         )  # fmt: skip
-        result.save(run.evaluation_of(name))
+        if on.is_main:
+            result.save(run.evaluation_of(name))
         evaluated[name] = EvaluatedSystem(result, len(crystals), time.perf_counter() - start)
-    metrics_table(evaluated).to_csv(run.metrics)
-    intervals_table(evaluated).to_csv(run.metrics_intervals, index=False)
+    if on.is_main:
+        metrics_table(evaluated).to_csv(run.metrics)
+        intervals_table(evaluated).to_csv(run.metrics_intervals, index=False)
+    barrier()
     return evaluated
 
 

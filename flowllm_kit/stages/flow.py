@@ -25,8 +25,10 @@ from dataclasses import dataclass
 
 import torch
 
-from flowllm_kit.crystal import Crystal, CrystalBatch, write_crystals
+from flowllm_kit.crystal import Crystal, CrystalBatch, read_crystals, write_crystals
+from flowllm_kit.crystal.io import merge_crystal_shards
 from flowllm_kit.data import load_dataset
+from flowllm_kit.distributed import barrier, shard_path, world
 from flowllm_kit.flow import (
     DEFAULT_TYPE_BITS,
     BaseDistribution,
@@ -309,25 +311,38 @@ def sample_flows(
     """Integrate each model's start crystals into ``run.samples_file(model)`` (written afresh,
     batch by batch as they are done) and record the settings in ``run.sampler_settings``.
 
-    ``seed`` seeds the start of the atom types of a model that generates them.
+    ``seed`` seeds the start of the atom types of a model that generates them. Under a
+    launcher the batches are shared out over the processes; the file is the same for any
+    number of them.
 
     Returns:
         The generated crystals of each model, in the order of its starts (ids kept).
     """
+    on = world()
     run.samples.mkdir(parents=True, exist_ok=True)
-    run.sampler_settings.write_text(json.dumps(dataclasses.asdict(sampler), indent=1))
+    if on.is_main:
+        run.sampler_settings.write_text(json.dumps(dataclasses.asdict(sampler), indent=1))
     generated: dict[str, list[Crystal]] = {}
     for name, crystals in starts.items():
         path = run.samples_file(name)
-        path.unlink(missing_ok=True)  # start afresh: write_crystals appends
+        # Under a launcher each rank solves its share of the batches into its own file and
+        # rank 0 merges them in the order of the starts (:func:`sample_in_chunks`' shard rule).
+        written = path if on.size == 1 else shard_path(path, on.rank)
+        written.unlink(missing_ok=True)  # start afresh: write_crystals appends
         generated[name] = []
         chunks = sample_in_chunks(
             networks[name], crystals, config=sampler, batch_size=batch_size,
-            desc=f"sampling {name}", seed=seed,
+            desc=f"sampling {name}", seed=seed, shard=on if on.size > 1 else None,
         )  # fmt: skip
         for chunk in chunks:
-            write_crystals(chunk, path)
+            write_crystals(chunk, written)
             generated[name].extend(chunk)
+        if on.size > 1:
+            barrier()
+            if on.is_main:
+                merge_crystal_shards(path, [c.id for c in crystals])
+            barrier()
+            generated[name] = read_crystals(path)
     return generated
 
 

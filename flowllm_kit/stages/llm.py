@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 from flowllm_kit import llm, text
 from flowllm_kit.crystal import Crystal
 from flowllm_kit.data import load_dataset
+from flowllm_kit.distributed import barrier, world
 from flowllm_kit.llm.config import LLMConfig, LLMSamplingConfig, PairConfig, llm_preset
 from flowllm_kit.llm.crystal_lists import write_crystal_lists
 from flowllm_kit.llm.draws import LLMSamples
@@ -120,18 +121,19 @@ def train_llm(
         resume: Continue from the last checkpoint in ``run.llm`` when there is one.
     """
 
-    write_crystal_lists(
-        run.llm, dataset=crystals.dataset, train_split=crystals.train_split,
-        train=crystals.train, eval_split=crystals.eval_split, evaluation=crystals.evaluation,
-    )  # fmt: skip
+    on = world()
+    if on.is_main:  # under a launcher rank 0 writes the shared files, the others wait
+        write_crystal_lists(
+            run.llm, dataset=crystals.dataset, train_split=crystals.train_split,
+            train=crystals.train, eval_split=crystals.eval_split, evaluation=crystals.evaluation,
+        )  # fmt: skip
+        if tokenizer is None and not run.tokenizer.is_dir():
+            text.build_tokenizer().save_pretrained(run.tokenizer)
+    barrier()
     if tokenizer is None:
-        if run.tokenizer.is_dir():
-            from transformers import AutoTokenizer
+        from transformers import AutoTokenizer
 
-            tokenizer = AutoTokenizer.from_pretrained(run.tokenizer)
-        else:
-            tokenizer = text.build_tokenizer()
-            tokenizer.save_pretrained(run.tokenizer)
+        tokenizer = AutoTokenizer.from_pretrained(run.tokenizer)
     if model is None:
         model, tokenizer = llm.build_model(config, tokenizer=tokenizer)
     return llm.finetune(
@@ -163,6 +165,7 @@ def sample_llm(
     top_p: float | None = None,
     max_draws: int | None = None,
     seed: int = 0,
+    sharded: bool | None = None,
 ) -> LLMSamples:
     """Draw unconditional crystals into ``run.llm_samples`` until ``num_samples`` parse,
     resuming after the draws already there (notebook 04, section 2).
@@ -170,11 +173,13 @@ def sample_llm(
     Args:
         temperature, top_p: Override the run's sampling settings.
         max_draws: Stop after this many draws (default :data:`DRAWS_PER_CRYSTAL` per crystal).
+        sharded: Draw in the fixed blocks of a multi-process run (:mod:`flowllm_kit.llm.sharded`);
+            None: when a launcher started several processes.
     """
     sampling = sampling_config(config, temperature=temperature, top_p=top_p)
     return sample_crystals(
         model, tokenizer, num_crystals=num_samples, config=sampling, path=run.llm_samples,
-        max_draws=max_draws, seed=seed,
+        max_draws=max_draws, seed=seed, sharded=sharded,
     )  # fmt: skip
 
 
@@ -219,6 +224,7 @@ def build_pair_sets(
     pairs: PairConfig | None = None,
     num_val_pairs: int = 0,
     seed: int = 0,
+    sharded: bool | None = None,
 ) -> tuple[PairSet, PairSet | None]:
     """Build (or resume) the pair set on the training crystals into ``run.pairs`` and, when
     ``num_val_pairs`` > 0, a validation pair set on the held-out crystals into
@@ -229,6 +235,8 @@ def build_pair_sets(
             ``config.pairs``; see :func:`pair_settings`).
         num_val_pairs: Validation pairs (0: none); see :func:`build_val_pairs`.
         seed: Seed of the pair set; the validation set uses ``seed + 2``.
+        sharded: Draw in the fixed blocks of a multi-process run (:mod:`flowllm_kit.llm.sharded`);
+            None: when a launcher started several processes.
 
     Returns:
         The pair set and the validation pair set (None when not built).
@@ -238,13 +246,13 @@ def build_pair_sets(
     pairs = pairs or config.pairs
     train_pairs = build_pairs(
         model, tokenizer, train, run_dir=run.pairs_dir, config=pairs, seed=seed,
-        **_generation(config),
+        sharded=sharded, **_generation(config),
     )  # fmt: skip
     val_pairs = None
     if num_val_pairs:
         val_pairs = build_val_pairs(
             run, model, tokenizer, config, evaluation, num_pairs=num_val_pairs, pairs=pairs,
-            seed=seed,
+            seed=seed, sharded=sharded,
         )  # fmt: skip
     return train_pairs, val_pairs
 
@@ -259,6 +267,7 @@ def build_val_pairs(
     num_pairs: int,
     pairs: PairConfig | None = None,
     seed: int = 0,
+    sharded: bool | None = None,
 ) -> PairSet:
     """Build (or resume) ``num_pairs`` validation pairs on the held-out crystals into
     ``run.val_pairs``, with the training pairs' sampling, at most :data:`DRAWS_PER_CRYSTAL`
@@ -268,7 +277,7 @@ def build_val_pairs(
     )
     return build_pairs(
         model, tokenizer, evaluation, run_dir=run.val_pairs_dir, config=val_config,
-        seed=seed + 2, **_generation(config),
+        seed=seed + 2, sharded=sharded, **_generation(config),
     )  # fmt: skip
 
 
