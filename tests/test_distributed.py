@@ -172,6 +172,30 @@ def test_llm_fine_tuning_under_ddp_follows_the_one_process_curve(tmp_path: Path)
         np.testing.assert_allclose(weights[1][name].numpy(), value.numpy(), atol=1e-5)
 
 
+def test_the_shipped_fsdp_config_trains_as_one_process_does(tmp_path: Path):
+    """configs/accelerate/fsdp_qlora_70b.yaml on two CPU processes (less the two options FSDP
+    has only on GPUs): the same curve as one process, and a model file the kit loads."""
+    config = Path(__file__).parents[1] / "configs" / "accelerate" / "fsdp_qlora_70b.yaml"
+    options = ["train-llm", "--max-steps", "20", "--max-train", "16", "--num-eval", "2"]
+    kit(tmp_path / "one", *options)
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config)]
+    launcher += ["--num_processes", "2", "--main_process_port", _free_port()]
+    launcher += ["--fsdp_sync_module_states", "false", "--fsdp_cpu_ram_efficient_loading", "false"]
+    _check([*launcher, "-m", "flowllm_kit", *options, *SMOKE, "--run-dir", str(tmp_path / "two")])
+    logs = [
+        json.loads((tmp_path / r / "llm" / "train_log.json").read_text()) for r in ("one", "two")
+    ]
+    a, b = ([r["loss"] for r in log if "loss" in r] for log in logs)
+    np.testing.assert_allclose(b, a, rtol=1e-4)
+    from flowllm_kit.llm import load_model
+
+    model, _ = load_model(tmp_path / "two" / "llm" / "model")
+    expected = load_file(tmp_path / "one" / "llm" / "model" / "model.safetensors")
+    for name, value in model.state_dict().items():
+        if name in expected:
+            np.testing.assert_allclose(value.numpy(), expected[name].numpy(), atol=1e-5)
+
+
 RELAX_SCRIPT = """
 import sys
 from flowllm_kit.data import load_dataset
@@ -262,3 +286,53 @@ def test_llm_sampling_as_a_local_submitit_array_draws_the_same_crystals(run: Pat
         capture_output=True, text=True, env=_env(),
     )  # fmt: skip
     assert done.returncode == 2 and "larger --max-draws" in done.stderr
+
+
+QLORA_SCRIPT = """
+import sys
+from flowllm_kit.data import load_dataset
+from flowllm_kit.llm import FinetuneConfig, LLMConfig, LoRAConfig, build_model, finetune
+options = FinetuneConfig(
+    max_steps=4, batch_size=4, warmup_steps=0, conditioning="none", logging_steps=1
+)
+# No adapter dropout: each process would draw its own masks, one process draws them in turn.
+lora = LoRAConfig(dropout=0.0)
+config = LLMConfig(pretrained=sys.argv[1], lora=lora, quantization="4bit", finetune=options)
+model, tokenizer = build_model(config)
+crystals = load_dataset("mp_20_subset", "val")[:16]
+finetune(model, tokenizer, crystals, run_dir=sys.argv[2], config=config, progress_bar=False)
+"""
+
+
+def test_qlora_fine_tuning_under_ddp_follows_the_one_process_curve(
+    tmp_path: Path, tokenizer, make_tiny_llama, data_root: Path
+):
+    """A pretrained model (a tiny local LLaMA standing in for LLaMA-2) with LoRA adapters on
+    its 4-bit weights, fine-tuned on two processes: the adapters learn what one process's do."""
+    pretrained = tmp_path / "pretrained"
+    make_tiny_llama(tokenizer, hidden_size=64, intermediate_size=128).save_pretrained(pretrained)
+    tokenizer.save_pretrained(pretrained)
+    script = tmp_path / "qlora.py"
+    script.write_text(QLORA_SCRIPT)
+    _check([sys.executable, str(script), str(pretrained), str(tmp_path / "one")])
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+    _check(
+        [
+            *launcher,
+            "--master_port",
+            _free_port(),
+            str(script),
+            str(pretrained),
+            str(tmp_path / "two"),
+        ]
+    )
+    logs = [json.loads((tmp_path / r / "train_log.json").read_text()) for r in ("one", "two")]
+    a, b = ([r["loss"] for r in log if "loss" in r] for log in logs)
+    assert len(a) == len(b) == 4
+    np.testing.assert_allclose(b, a, rtol=1e-4)
+    adapters = [
+        load_file(tmp_path / r / "model" / "adapter_model.safetensors") for r in ("one", "two")
+    ]
+    assert adapters[0] and adapters[0].keys() == adapters[1].keys()
+    for name, value in adapters[0].items():
+        np.testing.assert_allclose(adapters[1][name].numpy(), value.numpy(), atol=1e-5)

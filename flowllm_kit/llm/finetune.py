@@ -351,6 +351,8 @@ def finetune(
     output = trainer.train(resume_from_checkpoint=checkpoint)
     eval_loss = trainer.evaluate()["eval_loss"] if eval is not None else None
     model_dir = run_dir / "model"
+    if trainer.is_fsdp_enabled:  # checkpoints stay sharded; the model is written whole
+        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
     trainer.save_model(str(model_dir))  # rank 0 only under a launcher
     if on.is_main:
         tokenizer.save_pretrained(str(model_dir))

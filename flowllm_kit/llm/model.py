@@ -14,11 +14,13 @@ caller asks for it.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
+from flowllm_kit.distributed import resolve_device
 from flowllm_kit.llm.config import (
     SCRATCH_PRESETS,
     LLMConfig,
@@ -108,10 +110,18 @@ def _quantization_config(quantization: Quantization):  # -> BitsAndBytesConfig |
             bnb_4bit_quant_type="nf4",
             bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=torch.bfloat16 if bf16 else torch.float32,
+            # FSDP shards floating-point tensors only: the packed 4-bit weights are then stored
+            # as bfloat16 (FSDP-QLoRA, bitsandbytes' docs/fsdp_qlora).
+            bnb_4bit_quant_storage=torch.bfloat16 if _fsdp() else torch.uint8,
         )
     if quantization == "8bit":
         return BitsAndBytesConfig(load_in_8bit=True)
     raise ValueError(f"quantization must be 'none', '4bit' or '8bit', got {quantization!r}")
+
+
+def _fsdp() -> bool:
+    """Whether ``accelerate launch`` started this process with an FSDP config."""
+    return os.environ.get("ACCELERATE_USE_FSDP", "").lower() in ("1", "true")
 
 
 def _load_base(
@@ -127,7 +137,12 @@ def _load_base(
     options: dict = {"use_safetensors": True, "trust_remote_code": trust_remote_code}
     if quantization_config is not None:
         options["quantization_config"] = quantization_config
-        options["device_map"] = {"": 0} if torch.cuda.is_available() else "cpu"
+        if _fsdp():  # FSDP places (and shards) the weights itself
+            dtype = dtype or torch.bfloat16
+        elif torch.cuda.is_available():  # each launched process on its own GPU
+            options["device_map"] = {"": resolve_device("cuda").index or 0}
+        else:
+            options["device_map"] = "cpu"
     if dtype is not None:
         options["dtype"] = dtype
     return AutoModelForCausalLM.from_pretrained(str(name_or_path), **options)
@@ -210,7 +225,13 @@ def build_model(
             raise ValueError("a scratch model needs the kit's tokenizer")
         return scratch_model(tokenizer, config=config.scratch, seed=config.finetune.seed), tokenizer
     assert config.pretrained is not None
-    return pretrained_model(config.pretrained, lora=config.lora, quantization=config.quantization)
+    # The adapters' initial weights follow the run's seed, as a scratch model's do: the same
+    # config gives the same adapters in any process (a launched run's ranks included).
+    with torch.random.fork_rng():
+        torch.manual_seed(config.finetune.seed)
+        return pretrained_model(
+            config.pretrained, lora=config.lora, quantization=config.quantization
+        )
 
 
 def count_parameters(model: torch.nn.Module, *, trainable_only: bool = False) -> int:
