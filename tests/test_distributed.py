@@ -119,7 +119,8 @@ def test_pairs_on_two_processes_equal_the_sharded_one_process_pairs(run: Path, t
 
 
 def _history(run: Path, model: str) -> list[dict]:
-    return json.loads((run / "flow" / model / "checkpoint" / "state.json").read_text())["history"]
+    folder = run / "flow" / model if model else run
+    return json.loads((folder / "checkpoint" / "state.json").read_text())["history"]
 
 
 def test_flow_training_on_two_processes_follows_the_one_process_curve(run: Path, tmp_path: Path):
@@ -336,3 +337,44 @@ def test_qlora_fine_tuning_under_ddp_follows_the_one_process_curve(
     assert adapters[0] and adapters[0].keys() == adapters[1].keys()
     for name, value in adapters[0].items():
         np.testing.assert_allclose(adapters[1][name].numpy(), value.numpy(), atol=1e-5)
+
+
+RESUME_SCRIPT = """
+import dataclasses, sys
+import torch
+from flowllm_kit.flow import FlowTrainer, VelocityNetwork, flow_configs
+from flowllm_kit.run import RunFolder
+from flowllm_kit.stages import flow_runs, load_pair_sets
+pairs, _ = load_pair_sets(RunFolder(sys.argv[1]))
+flow = flow_runs(pairs, None)["flowmm"]  # de novo: atom types flow too
+network, config = flow_configs("smoke")
+network = dataclasses.replace(network, type_bits=7)
+config = dataclasses.replace(config, max_steps=8, batch_size=6, progress=False)
+def trainer():
+    torch.manual_seed(0)
+    return FlowTrainer(VelocityNetwork(network), flow.train, base=flow.base, config=config,
+                       run_dir=sys.argv[2])
+if sys.argv[3] == "interrupted":  # stopped after 4 steps, resumed by a new trainer
+    trainer().fit(num_steps=4)
+    resumed = trainer()
+    resumed.load_checkpoint(sys.argv[2] + "/checkpoint")
+    resumed.fit()
+else:
+    trainer().fit()
+"""
+
+
+def test_data_parallel_flow_training_resumes_exactly(run: Path, tmp_path: Path):
+    script = tmp_path / "resume.py"
+    script.write_text(RESUME_SCRIPT)
+    _check([sys.executable, str(script), str(run), str(tmp_path / "one"), "straight"])
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+    launcher += ["--master_port", _free_port(), str(script)]
+    _check([*launcher, str(run), str(tmp_path / "two"), "interrupted"])
+    a, b = (_history(tmp_path / r, "") for r in ("one", "two"))
+    assert [r["step"] for r in b] == list(range(8))
+    for key in ("loss", "coords", "lattice", "types", "grad_norm"):
+        np.testing.assert_allclose([r[key] for r in b], [r[key] for r in a], rtol=1e-4)
+    weights = [load_file(tmp_path / r / "checkpoint" / "ema.safetensors") for r in ("one", "two")]
+    for name, value in weights[0].items():
+        np.testing.assert_allclose(weights[1][name].numpy(), value.numpy(), atol=1e-5)

@@ -33,6 +33,7 @@ from flowllm_kit.crystal.io import append_jsonl
 from flowllm_kit.distributed import World, all_sum, barrier, shard_path, shard_paths, world
 from flowllm_kit.llm.config import LLMSamplingConfig
 from flowllm_kit.llm.draws import Accept, LLMDraw, LLMSamples, judge, read_draws
+from flowllm_kit.llm.generate import generate_texts
 from flowllm_kit.llm.stream import stream_generate, supports_streaming
 from flowllm_kit.progress import progress_bar as bar_of
 
@@ -66,8 +67,6 @@ def _draw_block(
 ) -> tuple[list[LLMDraw], int]:
     """Draw ``draws`` (the missing draws of the block starting at ``first``); returns their
     records in draw order and the tokens generated."""
-    from flowllm_kit.llm.sample import generate_texts
-
     if config.continuous and compositions is None and supports_streaming(model):
         pending = iter(draws)
 

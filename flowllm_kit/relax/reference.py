@@ -13,7 +13,7 @@ from flowllm_kit.crystal.convert import as_structures
 from flowllm_kit.progress import progress_bar
 from flowllm_kit.relax.chgnet_model import resolve_device
 from flowllm_kit.relax.config import RelaxConfig
-from flowllm_kit.relax.relax import single_threaded
+from flowllm_kit.relax.local import single_threaded
 from flowllm_kit.relax.result import RelaxResult
 
 if TYPE_CHECKING:

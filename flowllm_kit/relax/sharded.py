@@ -22,6 +22,7 @@ from flowllm_kit.crystal.convert import as_structures
 from flowllm_kit.distributed import World, barrier, shard_path, shard_paths, world
 from flowllm_kit.relax.cache import RelaxCache, relax_key
 from flowllm_kit.relax.config import RelaxConfig
+from flowllm_kit.relax.local import relax_locally
 from flowllm_kit.relax.result import RelaxResult
 
 if TYPE_CHECKING:
@@ -45,8 +46,6 @@ def relax_share(
     """Relax task ``task``'s share of the structures missing from the cache into its own cache
     file; returns how many it relaxed. Waits for no one (a SLURM array task calls this, then
     :func:`merge_relax_shards`)."""
-    from flowllm_kit.relax.relax import relax_structures
-
     inputs = as_structures(structures)
     cache = RelaxCache(cache_path)
     missing: dict[str, Structure] = {}
@@ -58,9 +57,9 @@ def relax_share(
     if mine:
         local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
         workers = max(1, (config.num_workers or os.cpu_count() or 1) // local)
-        relax_structures(
+        relax_locally(
             mine, config=dataclasses.replace(config, num_workers=workers),
-            cache_path=shard_path(cache_path, task), progress=progress, desc=desc, sharded=False,
+            cache_path=shard_path(cache_path, task), progress=progress, desc=desc,
         )  # fmt: skip
     return len(mine)
 
@@ -94,8 +93,6 @@ def relax_sharded(
     Raises:
         ValueError: Without a cache file, through which the ranks share their results.
     """
-    from flowllm_kit.relax.relax import relax_structures
-
     on = on or world()
     if cache_path is None:
         raise ValueError("relaxing over several processes needs a cache file (cache_path)")
@@ -107,6 +104,4 @@ def relax_sharded(
     if on.is_main:
         merge_relax_shards(cache_path)
     barrier()
-    return relax_structures(
-        structures, config=config, cache_path=cache_path, progress=False, sharded=False
-    )
+    return relax_locally(structures, config=config, cache_path=cache_path, progress=False)
