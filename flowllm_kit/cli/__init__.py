@@ -2,6 +2,8 @@
 
 Usage::
 
+    python -m flowllm_kit generate   --formula LiFePO4 -n 8 --out out/   (the shipped checkpoint)
+
     python -m flowllm_kit train-llm  --preset smoke --run-dir runs/smoke
     python -m flowllm_kit sample-llm --preset smoke --run-dir runs/smoke --num-samples 16
     python -m flowllm_kit pairs      --preset smoke --run-dir runs/smoke
@@ -27,6 +29,7 @@ from flowllm_kit.cli import (
     array_command,
     evaluate_command,
     flow_commands,
+    generate_command,
     llm_commands,
     presets_command,
     view_command,
@@ -38,6 +41,7 @@ from flowllm_kit.run import RunFolderError
 __all__ = ["CommandError", "build_parser", "main"]
 
 _MODULES = (
+    generate_command,
     llm_commands,
     flow_commands,
     evaluate_command,

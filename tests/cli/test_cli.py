@@ -43,6 +43,10 @@ COMMAND_OPTIONS = {
         "--no-controls",
     ],
     "view": ["RUN_DIR", "--host", "--port", "--system", "--debug"],
+    "generate": ["--checkpoint", "--formula", "--formula-file", "--no-refine", "--relax"],
+    "export-checkpoint": ["--description", "--flows", "--trained-at"],
+    "submit-array": ["--tasks", "--cluster", "--partition", "--gpus-per-task", "--max-draws"],
+    "merge-array": ["--num-samples"],
 }
 COMMON_OPTIONS = ["--preset", "--run-dir", "--seed", "--threads"]
 

@@ -1,0 +1,244 @@
+"""Trained models shipped inside the package, loaded by name and checked before use.
+
+A checkpoint is a small run folder (the files the generation and sampling stages read) plus a
+``manifest.json``: what it is, the recipe and data it was trained on, the commit, its training
+curves and the metrics it reached, and the sha256 and size of every file. :func:`load` checks
+every file against the manifest before anything is read, so a damaged or altered file is
+named rather than loaded::
+
+    >>> from flowllm_kit import pretrained
+    >>> pretrained.available()  # doctest: +SKIP
+    ['mp20-demo']
+    >>> checkpoint = pretrained.load("mp20-demo")  # doctest: +SKIP
+    >>> model, tokenizer, config = checkpoint.llm()  # doctest: +SKIP
+
+:func:`export` writes such a folder from a run folder; only weights in safetensors, JSON and the
+tokenizer's JSON files go in (no pickles, such as the Trainer's ``training_args.bin``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from flowllm_kit.run import LLM_CONFIG_JSON, RunFolder
+from flowllm_kit.stages import load_flows, load_llm
+
+__all__ = [
+    "CHECKPOINTS",
+    "MANIFEST",
+    "CheckpointError",
+    "Pretrained",
+    "available",
+    "export",
+    "load",
+    "verify",
+]
+
+CHECKPOINTS = Path(__file__).parent / "checkpoints"
+"""Where the shipped checkpoints live: one folder per name."""
+
+MANIFEST = "manifest.json"
+_LLM_FILES = (
+    "config.json",
+    "generation_config.json",
+    "model.safetensors",
+    "adapter_config.json",
+    "adapter_model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+)
+_CURVE_POINTS = 200  # points kept of each training curve
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, incomplete or does not match its manifest."""
+
+
+@dataclass(frozen=True)
+class Pretrained:
+    """A verified checkpoint: its folder (laid out as a run folder) and its manifest."""
+
+    root: Path
+    manifest: dict[str, Any]
+
+    @property
+    def run(self) -> RunFolder:
+        return RunFolder(self.root)
+
+    @property
+    def flows(self) -> tuple[str, ...]:
+        """The flow models it holds."""
+        return tuple(self.manifest["flows"])
+
+    def llm(self) -> tuple[Any, Any, Any]:
+        """``(model, tokenizer, LLMConfig)``."""
+        return load_llm(self.run)
+
+    def flow(self, model: str = "flowllm", *, device: str = "cpu") -> Any:
+        """The trained network (EMA weights) of ``model``."""
+        if model not in self.flows:
+            raise CheckpointError(f"{self.root.name} holds no {model!r} flow; it has {self.flows}")
+        return load_flows(self.run, [model], device=device)[model]
+
+
+def available() -> list[str]:
+    """The names of the shipped checkpoints."""
+    if not CHECKPOINTS.is_dir():
+        return []
+    return sorted(p.name for p in CHECKPOINTS.iterdir() if (p / MANIFEST).is_file())
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify(folder: str | Path) -> dict[str, Any]:
+    """Check every file a checkpoint's manifest lists (size and sha256); returns the manifest.
+
+    Raises:
+        CheckpointError: Naming the first file that is missing or differs, or a folder without
+            a manifest.
+    """
+    folder = Path(folder)
+    manifest_file = folder / MANIFEST
+    if not manifest_file.is_file():
+        raise CheckpointError(f"{folder} holds no {MANIFEST}: not a flowllm-kit checkpoint")
+    manifest = json.loads(manifest_file.read_text())
+    for name, expected in manifest["files"].items():
+        path = folder / name
+        if not path.is_file():
+            raise CheckpointError(f"{folder.name}: {name} is missing")
+        if path.stat().st_size != expected["bytes"] or _sha256(path) != expected["sha256"]:
+            raise CheckpointError(
+                f"{folder.name}: {name} does not match its manifest (sha256 or size differ): "
+                "the file is damaged or was changed; reinstall the package or re-export it"
+            )
+    return manifest
+
+
+def load(name: str | Path) -> Pretrained:
+    """A shipped checkpoint by name (see :func:`available`), or any checkpoint folder by path,
+    verified against its manifest.
+
+    Raises:
+        CheckpointError: If there is no such checkpoint, or a file does not match.
+    """
+    folder = CHECKPOINTS / str(name)
+    if not (folder / MANIFEST).is_file():
+        folder = Path(name)
+    if not (folder / MANIFEST).is_file():
+        raise CheckpointError(
+            f"no checkpoint {str(name)!r}: the shipped ones are {available()}, or give the path "
+            "of a folder written by flowllm_kit.pretrained.export"
+        )
+    return Pretrained(folder, verify(folder))
+
+
+def _curve(history: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> dict[str, list]:
+    """Every ``len / _CURVE_POINTS``-th record's ``step`` and ``keys`` (where present)."""
+    every = max(1, len(history) // _CURVE_POINTS)
+    kept = [r for i, r in enumerate(history) if i % every == 0 or i == len(history) - 1]
+    return {key: [r.get(key) for r in kept] for key in ("step", *keys)}
+
+
+def _commit() -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10,
+            cwd=Path(__file__).parent,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() or None
+
+
+def export(
+    run: RunFolder,
+    folder: str | Path,
+    *,
+    description: str,
+    recipe: Mapping[str, Any],
+    flows: Sequence[str] = ("flowllm",),
+    metrics: Mapping[str, Any] | None = None,
+    trained_at: str | None = None,
+) -> Pretrained:
+    """Write a checkpoint of ``run``'s LLM and ``flows`` into ``folder`` (made afresh).
+
+    Args:
+        run: A run folder with a fine-tuned LLM and trained flows.
+        folder: The checkpoint folder (its name is the checkpoint's name).
+        description: What the models are, in a sentence or two.
+        recipe: How they were trained (preset, overrides, steps), stored as given.
+        flows: The flow models to include (their EMA weights and settings).
+        metrics: Metrics the models reached, stored as given (with their source).
+        trained_at: The commit the models were trained at (default: the current commit).
+
+    Returns:
+        The checkpoint, verified.
+    """
+    folder = Path(folder)
+    shutil.rmtree(folder, ignore_errors=True)
+    (folder / "llm" / "model").mkdir(parents=True)
+    for name in _LLM_FILES:
+        if (run.llm_model / name).is_file():
+            shutil.copy(run.llm_model / name, folder / "llm" / "model" / name)
+    shutil.copy(run.llm_config, folder / "llm" / LLM_CONFIG_JSON)
+    curves: dict[str, Any] = {}
+    log = run.llm / "train_log.json"
+    if log.is_file():
+        curves["llm"] = _curve(json.loads(log.read_text()), ("loss", "eval_loss"))
+    flow_settings = {}
+    for model in flows:
+        source = run.flow_checkpoint(model)
+        target = folder / "flow" / model / "checkpoint"
+        target.mkdir(parents=True)
+        shutil.copy(source / "ema.safetensors", target / "ema.safetensors")
+        state = json.loads((source / "state.json").read_text())
+        history = state.pop("history", [])
+        state.pop("optimizer_param_groups", None)
+        (target / "state.json").write_text(json.dumps(state, indent=1))
+        curves[model] = _curve(history, ("loss", "val_loss", "coords", "lattice", "types"))
+        flow_settings[model] = {"step": state["step"], "network": state["network_config"]}
+    if run.sampler_settings.is_file():
+        (folder / "samples").mkdir()
+        shutil.copy(run.sampler_settings, folder / "samples" / run.sampler_settings.name)
+    files = {
+        str(p.relative_to(folder)): {"sha256": _sha256(p), "bytes": p.stat().st_size}
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+    lists = run.llm / "crystals.json"
+    data = {}
+    if lists.is_file():
+        listed = json.loads(lists.read_text())
+        data = {k: v for k, v in listed.items() if not k.endswith("_ids")}
+        data |= {
+            k.replace("_ids", "_count"): len(v) for k, v in listed.items() if k.endswith("_ids")
+        }
+    manifest = {
+        "name": folder.name,
+        "description": description,
+        "exported": date.today().isoformat(),
+        "trained_at_commit": trained_at or _commit(),
+        "recipe": dict(recipe),
+        "data": data,
+        "flows": flow_settings,
+        "curves": curves,
+        "metrics": dict(metrics or {}),
+        "files": files,
+    }
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    return load(folder)

@@ -1,0 +1,152 @@
+"""Shipped checkpoints and ``generate``: loading by name with every file checked against the
+manifest, export and re-export, tampered and missing files named, and crystals generated from
+the shipped checkpoint with exactly the composition asked for."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.torch import load_file
+
+from flowllm_kit import pretrained
+from flowllm_kit.cli import main
+from flowllm_kit.flow import FlowSamplerConfig
+from flowllm_kit.run import RunFolder
+from flowllm_kit.stages.generate import generate, parse_formula
+
+SHIPPED = "mp20-demo"
+
+
+def run_cli(*argv: str) -> int:
+    try:
+        return main(list(argv))
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+
+
+def test_the_shipped_checkpoint_loads_by_name_and_matches_its_manifest():
+    assert SHIPPED in pretrained.available()
+    checkpoint = pretrained.load(SHIPPED)
+    files = checkpoint.manifest["files"]
+    assert "llm/model/model.safetensors" in files and "manifest.json" not in files
+    assert not any(name.endswith((".bin", ".pkl", ".pt")) for name in files)  # no pickles
+    assert sum(f["bytes"] for f in files.values()) < 25e6
+    assert checkpoint.flows == ("flowllm",)
+    assert checkpoint.manifest["curves"]["flowllm"]["step"][-1] == 1499
+    model, tokenizer, config = checkpoint.llm()
+    assert model.num_parameters() > 0 and config.scratch is not None
+    network = checkpoint.flow("flowllm")
+    assert not network.type_bits
+    with pytest.raises(pretrained.CheckpointError, match="no 'flowmm' flow"):
+        checkpoint.flow("flowmm")
+
+
+def test_export_then_load_keeps_every_weight(tmp_path: Path):
+    run = tmp_path / "run"
+    shutil.copytree(pretrained.load(SHIPPED).root, run)
+    again = pretrained.export(
+        RunFolder(run), tmp_path / "copy", description="a copy", recipe={"preset": "demo"}
+    )
+    assert again.root.name == "copy" and again.manifest["recipe"] == {"preset": "demo"}
+    for name in ("llm/model/model.safetensors", "flow/flowllm/checkpoint/ema.safetensors"):
+        a, b = load_file(run / name), load_file(again.root / name)
+        assert a.keys() == b.keys()
+        assert all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
+    assert pretrained.load(tmp_path / "copy").manifest == again.manifest  # by path too
+
+
+def test_a_changed_or_missing_file_is_named_and_not_loaded(tmp_path: Path):
+    folder = tmp_path / "altered"
+    shutil.copytree(pretrained.load(SHIPPED).root, folder)
+    weights = folder / "flow" / "flowllm" / "checkpoint" / "ema.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1  # one bit of one weight
+    weights.write_bytes(bytes(data))
+    with pytest.raises(pretrained.CheckpointError, match="ema.safetensors does not match"):
+        pretrained.load(folder)
+    weights.unlink()
+    with pytest.raises(pretrained.CheckpointError, match="ema.safetensors is missing"):
+        pretrained.load(folder)
+    (folder / "manifest.json").unlink()
+    with pytest.raises(pretrained.CheckpointError, match="no checkpoint"):
+        pretrained.load(folder)
+    with pytest.raises(pretrained.CheckpointError, match="mp20-demo"):  # lists the shipped ones
+        pretrained.load("no-such-checkpoint")
+
+
+def test_parse_formula_reads_cells_and_names_bad_formulas():
+    assert parse_formula("LiFePO4") == {"Li": 1, "Fe": 1, "P": 1, "O": 4}
+    assert parse_formula("Li4Fe4P4O16") == {"Li": 4, "Fe": 4, "P": 4, "O": 16}
+    for bad in ("Xq2", "Li0.5O", "", "Na-Cl"):
+        with pytest.raises(ValueError, match="formula"):
+            parse_formula(bad)
+
+
+def _composition(cif: Path) -> dict[str, int]:
+    """The atoms a CIF lists, read from its atom-site rows (pymatgen's reader would merge
+    atoms that sit closer than its tolerance, as a structurally invalid crystal's may)."""
+    rows = [line.split() for line in cif.read_text().splitlines()]
+    return dict(Counter(row[0] for row in rows if len(row) == 7 and row[-1] == "1"))
+
+
+def test_generate_gives_exactly_the_requested_atoms(tmp_path: Path):
+    checkpoint = pretrained.load(SHIPPED)
+    result = generate(
+        checkpoint.run, out=tmp_path, n=2, formulas=["NaCl", "Li2Fe2P2O8"],
+        sampler=FlowSamplerConfig(num_steps=3), progress=False,
+    )  # fmt: skip
+    summary = result.summary
+    assert list(summary["requested"]) == ["NaCl", "NaCl", "Li2Fe2P2O8", "Li2Fe2P2O8"]
+    assert summary["matches_request"].all()
+    assert list(summary["num_atoms"]) == [2, 2, 14, 14]
+    for row in summary.itertuples():
+        assert _composition(tmp_path / "cif" / f"{row.id}.cif") == parse_formula(row.requested)
+    rows = json.loads((tmp_path / "summary.json").read_text())
+    assert [r["id"] for r in rows] == list(summary["id"])
+    # The flow moved the LLM's atoms (FlowLLM refinement is on by default).
+    llm_only = generate(
+        checkpoint.run, out=tmp_path / "llm", n=2, formulas=["NaCl"], refine=False,
+        progress=False,
+    )  # fmt: skip
+    refined, start = result.crystals[0], llm_only.crystals[0]
+    assert refined.composition == start.composition
+    assert not np.allclose(refined.frac_coords, start.frac_coords)
+
+
+def test_generate_command_writes_cifs_and_names_bad_formula_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    formulas = tmp_path / "formulas.txt"
+    formulas.write_text("# my targets\nGaAs\n\nKBr  # a salt\n")
+    out = tmp_path / "out"
+    assert run_cli("generate", "--formula-file", str(formulas), "-n", "1", "--num-steps", "2",
+                   "--out", str(out)) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "with the requested composition: 100%" in printed
+    assert sorted(p.name for p in (out / "cif").iterdir()) == ["000-0.cif", "001-0.cif"]
+    formulas.write_text("GaAs\nGa1.5As\n")
+    assert run_cli("generate", "--formula-file", str(formulas), "--out", str(out)) == 2
+    assert "formulas.txt, line 2" in capsys.readouterr().err
+    assert run_cli("generate", "--checkpoint", "nope", "--out", str(out)) == 2
+    assert "no checkpoint 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_generate_from_a_clean_install_in_one_command(tmp_path: Path):
+    """The README's first generation command, as a user types it (fewer ODE steps)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "flowllm_kit", "generate", "--formula", "LiFePO4", "-n", "8",
+         "--num-steps", "20", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    cifs = sorted((tmp_path / "cif").glob("*.cif"))
+    assert len(cifs) == 8
+    assert all(_composition(c) == {"Li": 1, "Fe": 1, "P": 1, "O": 4} for c in cifs)
