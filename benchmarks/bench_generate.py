@@ -11,9 +11,6 @@ wall time, the share of crystals with the requested composition and their validi
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import re
 import statistics
 import subprocess
 import sys
@@ -23,22 +20,10 @@ from datetime import date
 from pathlib import Path
 
 import pandas as pd
-import torch
+from machine import describe  # benchmarks/machine.py
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = [["--formula", "LiFePO4", "-n", "8"], ["-n", "100"]]
-
-
-def machine() -> str:
-    model = platform.processor() or "unknown"
-    if Path("/proc/cpuinfo").exists():
-        found = re.search(r"model name\s*:\s*(.*)", Path("/proc/cpuinfo").read_text())
-        model = found.group(1) if found else model
-    load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
-    return (
-        f"- CPU: {model}, {os.cpu_count()} logical cores; torch {torch.__version__}\n"
-        f"- load average at start (1/5/15 min): {load}"
-    )
 
 
 def main() -> None:
@@ -54,7 +39,7 @@ def main() -> None:
         "(FlowLLM refinement, 250 Euler steps); wall time includes starting Python and loading "
         f"the models; median of {args.repeats} runs.",
         "",
-        machine(),
+        describe(),
         "",
         "| command | wall s (median) | with the requested composition | structurally valid | "
         "compositionally valid |",

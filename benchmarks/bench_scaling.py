@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import re
 import shutil
 import socket
 import subprocess
@@ -33,7 +31,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-import torch
+from machine import describe  # benchmarks/machine.py
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ["--preset", "smoke"]
@@ -53,18 +51,6 @@ NEEDS = {
     "sample": ["llm_samples.jsonl", "pairs", "flow"],
     "evaluate": ["llm_samples.jsonl", "samples"],
 }
-
-
-def machine() -> str:
-    model = platform.processor() or "unknown"
-    if Path("/proc/cpuinfo").exists():
-        found = re.search(r"model name\s*:\s*(.*)", Path("/proc/cpuinfo").read_text())
-        model = found.group(1) if found else model
-    load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
-    return (
-        f"- CPU: {model}, {os.cpu_count()} logical cores; torch {torch.__version__}; "
-        f"one torch thread per process\n- load average at start (1/5/15 min): {load}"
-    )
 
 
 def kit(run: Path, argv: list[str], processes: int | None = None) -> float:
@@ -102,7 +88,7 @@ def main() -> None:
         f"Measured {date.today().isoformat()} with `torchrun --nproc_per_node N -m flowllm_kit "
         "STAGE --preset smoke`, each stage from a fresh copy of one run folder.",
         "",
-        machine(),
+        describe("one torch thread per process"),
         "",
         "| stage | command options | 1 process, s | 2 processes, s | speed-up |",
         "|---|---|---|---|---|",

@@ -1,0 +1,24 @@
+"""The machine a benchmark ran on, as the lines its results file starts with."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+from pathlib import Path
+
+import torch
+
+
+def describe(threads: str = "") -> str:
+    """CPU model and cores, torch version (and ``threads``, a note on threads), load average."""
+    model = platform.processor() or "unknown"
+    if Path("/proc/cpuinfo").exists():
+        found = re.search(r"model name\s*:\s*(.*)", Path("/proc/cpuinfo").read_text())
+        model = found.group(1) if found else model
+    load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
+    note = f"; {threads}" if threads else ""
+    return (
+        f"- CPU: {model}, {os.cpu_count()} logical cores; torch {torch.__version__}{note}\n"
+        f"- load average at start (1/5/15 min): {load}"
+    )
