@@ -53,6 +53,12 @@ def _train_flow_options(parser: argparse.ArgumentParser) -> None:
         type=int,
         help="corrupted real crystals added to FlowLLM's pairs (the preset's: notebook 05)",
     )
+    parser.add_argument(
+        "--patience",
+        type=int,
+        help="stop after this many validations without a lower validation loss (needs "
+        "pairs --num-val-pairs; default: train to --max-steps)",
+    )
     parser.add_argument("--no-resume", action="store_true", help="ignore earlier checkpoints")
 
 
@@ -74,6 +80,7 @@ def train_flow(args: argparse.Namespace) -> None:
         max_steps=args.max_steps or config.max_steps,
         batch_size=args.batch_size or config.batch_size,
         seed=args.seed,
+        patience=args.patience,
     )
     trained = train_flows(
         run, flow_runs(pairs, val_pairs, denoise=denoise, noise_std=args.noise_std),
@@ -83,7 +90,9 @@ def train_flow(args: argparse.Namespace) -> None:
     for name, flow in trained.items():
         history = flow.trainer.history
         loss = history[-1]["loss"] if history else float("nan")
-        print(f"{name}: step {flow.trainer.step}, last loss {loss:.4f}; in {run.flow(name)}")
+        stopped = " (validation loss stopped falling)" if flow.trainer.stopped_early else ""
+        print(f"{name}: step {flow.trainer.step}{stopped}, last loss {loss:.4f}; ", end="")
+        print(f"in {run.flow(name)}")
 
 
 def _sample_options(parser: argparse.ArgumentParser) -> None:

@@ -279,6 +279,11 @@ class TrainConfig:
     grad_clip: float = 0.5  # max global gradient norm; 0 turns clipping off
     ema_decay: float = 0.999  # exponential moving average of the weights
     val_every: int = 500  # steps between validation losses (0: never)
+    # Stop once the validation loss has not fallen below its best by more than
+    # min_val_improvement in this many validations in a row (None: train to max_steps). The
+    # cosine schedule still spans max_steps.
+    patience: int | None = None
+    min_val_improvement: float = 0.0
     checkpoint_every: int = 1_000  # steps between checkpoints when a run folder is given
     seed: int = 0  # fixes shuffling, t and base samples: same seed, same run
     device: Literal["auto", "cpu", "cuda"] = "auto"  # "auto": CUDA when available
@@ -290,6 +295,13 @@ class TrainConfig:
     # float32). Several times faster on CPUs with AVX512-BF16 and on GPUs.
     precision: Literal["float32", "bfloat16"] = "float32"
     loss: LossConfig = field(default_factory=LossConfig)  # loss weights
+
+    def __post_init__(self) -> None:
+        if self.patience is not None and (self.patience < 1 or self.val_every < 1):
+            raise ValueError(
+                f"patience={self.patience} needs patience >= 1 and validations (val_every >= 1, "
+                f"got {self.val_every})"
+            )
 
 
 # Both errors standardized, weighted 1 : 1 (the reference: raw errors, 200 : 1; see LossConfig

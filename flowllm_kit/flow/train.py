@@ -265,7 +265,8 @@ class FlowTrainer:
         return total / count
 
     def fit(self, num_steps: int | None = None) -> list[dict[str, float]]:
-        """Train until ``max_steps`` (or for ``num_steps`` more steps); returns the history.
+        """Train until ``max_steps`` (or for ``num_steps`` more steps), or until the validation
+        loss stops falling (``patience``); returns the history.
 
         Validation losses (key ``val_loss``) are added every ``val_every`` steps and a
         checkpoint is written every ``checkpoint_every`` steps and at the end.
@@ -275,6 +276,8 @@ class FlowTrainer:
         if num_steps is not None:
             end = min(self.step + num_steps, end)
         name = f"flow training {self.run_dir.name}" if self.run_dir is not None else "flow training"
+        if self.stopped_early:  # a finished run resumed: its validation loss had stopped falling
+            end = self.step
         bar = progress_bar(
             total=end, initial=self.step, disable=not (config.progress and self.world.is_main),
             desc=name, unit="steps",
@@ -283,6 +286,8 @@ class FlowTrainer:
             record = self.train_step()
             if self.val_pairs and config.val_every and self.step % config.val_every == 0:
                 record["val_loss"] = self.validation_loss()
+                if self.stopped_early:
+                    break
             if self.run_dir is not None and self.step % config.checkpoint_every == 0:
                 self._checkpoint()
             bar.update(1)
@@ -291,6 +296,24 @@ class FlowTrainer:
         if self.run_dir is not None:
             self._checkpoint()
         return self.history
+
+    @property
+    def stopped_early(self) -> bool:
+        """Whether the validation loss has not improved (by more than ``min_val_improvement``)
+        on its best in the last ``patience`` validations: read from the history, so a resumed
+        run knows it too."""
+        patience = self.config.patience
+        if patience is None:
+            return False
+        best, since = math.inf, 0
+        for record in self.history:
+            if "val_loss" not in record:
+                continue
+            if record["val_loss"] < best - self.config.min_val_improvement:
+                best, since = record["val_loss"], 0
+            else:
+                since += 1
+        return since >= patience
 
     def _checkpoint(self) -> None:
         """Rank 0 writes the checkpoint (every rank holds the same weights); the others wait."""

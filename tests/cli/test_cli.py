@@ -25,6 +25,7 @@ COMMAND_OPTIONS = {
         "--noise-std",
         "--flow-choices",
         "--denoise-pairs",
+        "--patience",
     ],
     "sample": [
         "--model",

@@ -183,3 +183,44 @@ def test_bfloat16_training_step_updates_float32_weights(make_pairs):
     assert all(torch.isfinite(torch.tensor(h["loss"])) for h in history)
     assert net.layers[0].edge_output.weight.dtype == torch.float32
     assert not torch.equal(net.layers[0].edge_output.weight, before)
+
+
+def test_training_stops_once_the_validation_loss_stops_falling(make_pairs, tmp_path):
+    pairs = make_pairs(12)
+
+    def trainer(**changes):
+        torch.manual_seed(0)
+        config = _config(max_steps=12, val_every=2, checkpoint_every=100, **changes)
+        return FlowTrainer(
+            VelocityNetwork.from_preset("smoke"), pairs[:8], base=PairedBase(), config=config,
+            val_pairs=pairs[8:], run_dir=tmp_path / str(changes),
+        )  # fmt: skip
+
+    full = trainer()
+    full.fit()
+    losses = [h["val_loss"] for h in full.history if "val_loss" in h]
+    assert full.step == 12 and len(losses) == 6 and not full.stopped_early
+    # An improvement of more than any loss can make never comes: the first validation is the
+    # best, and two more without improvement end the run at step 6.
+    stopped = trainer(patience=2, min_val_improvement=1e9)
+    stopped.fit()
+    assert stopped.step == 6 and stopped.stopped_early
+    assert [h["loss"] for h in stopped.history] == [h["loss"] for h in full.history[:6]]
+    # Stopping by the rule itself, computed here from the full run's validation losses.
+    best, since, stop = float("inf"), 0, None
+    for number, loss in enumerate(losses, start=1):
+        best, since = (loss, 0) if loss < best else (best, since + 1)
+        if since >= 1 and stop is None:
+            stop = 2 * number
+    ruled = trainer(patience=1)
+    ruled.fit()
+    assert ruled.step == (stop or 12)
+    # Resumed from its checkpoint, a stopped run trains no further.
+    resumed = trainer(patience=2, min_val_improvement=1e9)
+    resumed.load_checkpoint(
+        tmp_path / str({"patience": 2, "min_val_improvement": 1e9}) / "checkpoint"
+    )
+    resumed.fit()
+    assert resumed.step == 6
+    with pytest.raises(ValueError, match="patience"):
+        _config(patience=2, val_every=0)
