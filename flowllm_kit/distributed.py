@@ -39,6 +39,7 @@ __all__ = [
     "init_world",
     "launched",
     "resolve_device",
+    "under_launcher",
     "shard_path",
     "shard_paths",
     "world",
@@ -69,6 +70,13 @@ class World:
 def launched() -> bool:
     """Whether a launcher started this process as one of several (``WORLD_SIZE`` > 1)."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def under_launcher() -> bool:
+    """Whether a launcher started this process, even as the only one (``WORLD_SIZE`` is set):
+    sampling then draws in the blocks of a multi-process run, so one launched process gives
+    the crystals N give."""
+    return "WORLD_SIZE" in os.environ
 
 
 def init_world(*, cpu: bool | None = None) -> World:

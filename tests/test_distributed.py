@@ -107,10 +107,14 @@ def test_llm_sampling_on_two_processes_draws_one_process_crystals(run: Path, tmp
 def test_pairs_on_two_processes_equal_the_sharded_one_process_pairs(run: Path, tmp_path: Path):
     one = copy(run, tmp_path / "one", "llm", "tokenizer")
     two = copy(run, tmp_path / "two", "llm", "tokenizer")
+    plain = copy(run, tmp_path / "plain", "llm", "tokenizer")
     options = ["--num-pairs", "20", "--max-draws", "96", "--temperature", "0.3"]
-    kit(one, "pairs", *options, "--sharded")
+    torchrun(one, "pairs", *options, processes=1)  # one launched process draws in blocks too
     torchrun(two, "pairs", *options)
+    kit(plain, "pairs", *options, "--sharded")  # and so does one plain process with --sharded
     a, b = (PairSet.load(r / "pairs" / "pairs.npz") for r in (one, two))
+    c = PairSet.load(plain / "pairs" / "pairs.npz")
+    assert np.array_equal(c.target_indices, a.target_indices) and c.num_draws == a.num_draws
     assert len(a.c0) == 20 and a.num_draws == b.num_draws and a.rejections == b.rejections
     assert np.array_equal(a.target_indices, b.target_indices)
     for x, y in zip(a.c0 + a.c1, b.c0 + b.c1, strict=True):

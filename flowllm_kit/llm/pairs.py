@@ -191,7 +191,7 @@ def build_pairs(
         seed: Seed of target choice and sampling.
         progress_bar: Show a progress bar.
         sharded: Draw over the launcher's processes (:mod:`flowllm_kit.llm.sharded`); None:
-            when a launcher started several. Rank 0 writes ``pairs.npz``.
+            whenever a launcher started this process. Rank 0 writes ``pairs.npz``.
 
     Returns:
         The aligned :class:`PairSet` (with ``config.noise_std`` noise on c0, if set); also

@@ -27,7 +27,7 @@ import torch
 from flowllm_kit import text
 from flowllm_kit.crystal import Crystal
 from flowllm_kit.crystal.io import append_jsonl
-from flowllm_kit.distributed import world
+from flowllm_kit.distributed import under_launcher, world
 from flowllm_kit.llm.config import LLMSamplingConfig
 from flowllm_kit.llm.continuous import draw_continuously
 from flowllm_kit.llm.draws import Accept, LLMDraw, LLMSamples, judge, read_draws
@@ -117,7 +117,7 @@ def sample_crystals(
         desc: The bar's label (also on the series runner's terminal).
         sharded: Split the draws over the launcher's processes in fixed blocks
             (:mod:`flowllm_kit.llm.sharded`; each rank writes ``<path>.rank-<r>.jsonl`` and
-            rank 0 merges them into ``path``); None: when a launcher started several processes.
+            rank 0 merges them into ``path``); None: whenever a launcher started this process.
             The crystals then do not depend on the number of processes.
 
     Returns:
@@ -133,7 +133,7 @@ def sample_crystals(
     max_draws = DRAWS_PER_CRYSTAL * num_crystals if max_draws is None else max_draws
     prompt_of = _prompt_function(prompts if prompts is not None else text.generation_prompt())
     decode = decode or text.decode
-    if sharded if sharded is not None else world().size > 1:
+    if sharded if sharded is not None else (world().size > 1 or under_launcher()):
         if path is None or seed is None:
             raise ValueError("sharded sampling needs a samples file (path) and a seed")
         return sample_sharded(

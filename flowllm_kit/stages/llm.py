@@ -174,7 +174,7 @@ def sample_llm(
         temperature, top_p: Override the run's sampling settings.
         max_draws: Stop after this many draws (default :data:`DRAWS_PER_CRYSTAL` per crystal).
         sharded: Draw in the fixed blocks of a multi-process run (:mod:`flowllm_kit.llm.sharded`);
-            None: when a launcher started several processes.
+            None: whenever a launcher started this process.
     """
     sampling = sampling_config(config, temperature=temperature, top_p=top_p)
     return sample_crystals(
@@ -236,7 +236,7 @@ def build_pair_sets(
         num_val_pairs: Validation pairs (0: none); see :func:`build_val_pairs`.
         seed: Seed of the pair set; the validation set uses ``seed + 2``.
         sharded: Draw in the fixed blocks of a multi-process run (:mod:`flowllm_kit.llm.sharded`);
-            None: when a launcher started several processes.
+            None: whenever a launcher started this process.
 
     Returns:
         The pair set and the validation pair set (None when not built).
