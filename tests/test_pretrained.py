@@ -38,14 +38,13 @@ def test_the_shipped_checkpoint_loads_by_name_and_matches_its_manifest():
     assert "llm/model/model.safetensors" in files and "manifest.json" not in files
     assert not any(name.endswith((".bin", ".pkl", ".pt")) for name in files)  # no pickles
     assert sum(f["bytes"] for f in files.values()) < 25e6
-    assert checkpoint.flows == ("flowllm",)
+    assert checkpoint.flows == ("flowllm", "flowmm", "flowllm_types")
     assert checkpoint.manifest["curves"]["flowllm"]["step"][-1] == 1499
     model, tokenizer, config = checkpoint.llm()
     assert model.num_parameters() > 0 and config.scratch is not None
-    network = checkpoint.flow("flowllm")
-    assert not network.type_bits
-    with pytest.raises(pretrained.CheckpointError, match="no 'flowmm' flow"):
-        checkpoint.flow("flowmm")
+    assert not checkpoint.flow("flowllm").type_bits and checkpoint.flow("flowmm").type_bits
+    with pytest.raises(pretrained.CheckpointError, match="no 'flowmm_csp' flow"):
+        checkpoint.flow("flowmm_csp")
 
 
 def test_export_then_load_keeps_every_weight(tmp_path: Path):
@@ -112,12 +111,33 @@ def test_generate_gives_exactly_the_requested_atoms(tmp_path: Path):
     assert [r["id"] for r in rows] == list(summary["id"])
     # The flow moved the LLM's atoms (FlowLLM refinement is on by default).
     llm_only = generate(
-        checkpoint.run, out=tmp_path / "llm", n=2, formulas=["NaCl"], refine=False,
+        checkpoint.run, out=tmp_path / "llm", n=2, formulas=["NaCl"], model="llm",
         progress=False,
     )  # fmt: skip
     refined, start = result.crystals[0], llm_only.crystals[0]
     assert refined.composition == start.composition
     assert not np.allclose(refined.frac_coords, start.frac_coords)
+
+
+def test_de_novo_flowmm_and_flowllm_types_from_the_checkpoint(tmp_path: Path):
+    checkpoint = pretrained.load(SHIPPED)
+    sizes = json.loads((checkpoint.root / "starts.json").read_text())["atom_counts"]["counts"]
+    denovo = generate(
+        checkpoint.run, out=tmp_path / "flowmm", n=6, model="flowmm",
+        sampler=FlowSamplerConfig(num_steps=3), progress=False, seed=1,
+    )  # fmt: skip
+    assert len(denovo.crystals) == 6 and denovo.num_draws == 0  # no LLM draws
+    assert all(c.num_atoms in sizes for c in denovo.crystals)
+    assert all(1 <= z <= 94 for c in denovo.crystals for z in c.atomic_numbers)
+    assert len({z for c in denovo.crystals for z in c.atomic_numbers}) > 1  # types were generated
+    types = generate(
+        checkpoint.run, out=tmp_path / "types", n=2, formulas=["KBr"], model="flowllm_types",
+        sampler=FlowSamplerConfig(num_steps=3), progress=False,
+    )  # fmt: skip
+    assert types.summary["matches_request"].all()  # the LLM's atom types are kept
+    assert [c.id for c in types.crystals] == ["types-000-0", "types-000-1"]
+    with pytest.raises(ValueError, match="no formulas"):
+        generate(checkpoint.run, out=tmp_path / "x", n=1, formulas=["KBr"], model="flowmm")
 
 
 def test_generate_command_writes_cifs_and_names_bad_formula_files(

@@ -10,8 +10,8 @@ from flowllm_kit.cli.common import CommandError, setup
 from flowllm_kit.flow import FlowSamplerConfig
 from flowllm_kit.relax import RelaxConfig
 from flowllm_kit.run import RunFolder, RunFolderError
+from flowllm_kit.stages.generate import GENERATORS, parse_formula
 from flowllm_kit.stages.generate import generate as generate_crystals
-from flowllm_kit.stages.generate import parse_formula
 
 __all__ = ["COMMANDS", "export_checkpoint", "generate", "read_formula_file"]
 
@@ -29,7 +29,15 @@ def _options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--formula-file", help="a file with one formula per line (# comments)")
     parser.add_argument("--out", default="generated", help="output folder (%(default)s)")
-    parser.add_argument("--no-refine", action="store_true", help="the LLM's crystals only")
+    parser.add_argument(
+        "--model",
+        choices=GENERATORS,
+        default="flowllm",
+        help="flowllm: the LLM's crystals refined by the flow; llm: the LLM alone; "
+        "flowllm_types: the LLM's atom types, geometry from the flow; flowmm: de novo FlowMM "
+        "(no formulas) (%(default)s)",
+    )
+    parser.add_argument("--no-refine", action="store_true", help="the same as --model llm")
     parser.add_argument("--num-steps", type=int, help="flow ODE steps (the checkpoint's: 250)")
     parser.add_argument("--temperature", type=float, help="LLM sampling temperature (the run's)")
     parser.add_argument("--top-p", type=float, help="nucleus threshold (the run's)")
@@ -95,11 +103,12 @@ def generate(args: argparse.Namespace) -> None:
     relax = RelaxConfig(max_steps=args.relax_steps) if args.relax else None
     try:
         result = generate_crystals(
-            run, out=args.out, n=args.n, formulas=formulas or None, refine=not args.no_refine,
+            run, out=args.out, n=args.n, formulas=formulas or None,
+            model="llm" if args.no_refine else args.model,
             sampler=sampler, temperature=args.temperature, top_p=args.top_p, seed=args.seed,
             relax=relax,
         )  # fmt: skip
-    except RunFolderError as error:
+    except (RunFolderError, ValueError) as error:
         raise CommandError(str(error)) from None
     summary = result.summary
     print(f"{len(summary)} crystals from {result.num_draws} LLM draws in {result.folder}/cif/")

@@ -43,7 +43,12 @@ from flowllm_kit.flow.sampler import (
     sample,
     sample_in_chunks,
 )
-from flowllm_kit.flow.starts import denovo_starts, types_only_starts, uniform_starts
+from flowllm_kit.flow.starts import (
+    denovo_starts,
+    denovo_starts_from,
+    types_only_starts,
+    uniform_starts,
+)
 from flowllm_kit.flow.statistics import FlowStatistics
 from flowllm_kit.flow.train import FlowPair, FlowTrainer, fit_statistics
 from flowllm_kit.flow.types import (
@@ -78,6 +83,7 @@ __all__ = [
     "chunk_type_starts",
     "decode_types",
     "denovo_starts",
+    "denovo_starts_from",
     "encode_types",
     "fit_statistics",
     "flow_configs",

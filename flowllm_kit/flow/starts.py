@@ -23,7 +23,13 @@ PLACEHOLDER_Z = 1
 """The atom type :func:`denovo_starts` writes into its crystals (hydrogen): a flow that
 generates the types never reads it."""
 
-__all__ = ["PLACEHOLDER_Z", "denovo_starts", "types_only_starts", "uniform_starts"]
+__all__ = [
+    "PLACEHOLDER_Z",
+    "denovo_starts",
+    "denovo_starts_from",
+    "types_only_starts",
+    "uniform_starts",
+]
 
 
 def denovo_starts(targets: Sequence[Crystal], *, count: int, seed: int = 0) -> list[Crystal]:
@@ -44,14 +50,25 @@ def denovo_starts(targets: Sequence[Crystal], *, count: int, seed: int = 0) -> l
         The crystals, with ids ``flowmm-<k>``.
     """
     targets = list(targets)
-    sizes = AtomCounts.fit(targets).sample(count, rng=np.random.default_rng(seed))
+    return denovo_starts_from(
+        AtomCounts.fit(targets), UniformBase.fit(targets), count=count, seed=seed
+    )
+
+
+def denovo_starts_from(
+    sizes: AtomCounts, base: UniformBase, *, count: int, seed: int = 0
+) -> list[Crystal]:
+    """:func:`denovo_starts` from the two things it fits to the targets: the distribution of
+    atoms per cell and the uniform base (what a shipped checkpoint stores instead of the
+    training crystals)."""
+    drawn = sizes.sample(count, rng=np.random.default_rng(seed))
     templates = CrystalBatch.from_crystals(
         [
             Crystal(np.full(n, PLACEHOLDER_Z), np.zeros((n, 3)), np.ones(3), np.full(3, 90.0))
-            for n in sizes
+            for n in drawn
         ]
     )
-    return _uniform_geometry(targets, templates, seed=seed, prefix="flowmm")
+    return _uniform_geometry(base, templates, seed=seed, prefix="flowmm")
 
 
 def uniform_starts(targets: Sequence[Crystal], *, count: int, seed: int = 0) -> list[Crystal]:
@@ -73,16 +90,16 @@ def uniform_starts(targets: Sequence[Crystal], *, count: int, seed: int = 0) -> 
     targets = list(targets)
     picks = np.random.default_rng(seed).integers(len(targets), size=count)
     templates = CrystalBatch.from_crystals([targets[i] for i in picks])
-    return _uniform_geometry(targets, templates, seed=seed, prefix="flowmm_csp")
+    return _uniform_geometry(UniformBase.fit(targets), templates, seed=seed, prefix="flowmm_csp")
 
 
 def _uniform_geometry(
-    targets: list[Crystal], templates: CrystalBatch, *, seed: int, prefix: str
+    base: UniformBase, templates: CrystalBatch, *, seed: int, prefix: str
 ) -> list[Crystal]:
-    """``templates`` with lattices and positions drawn from the :class:`UniformBase` fitted to
-    ``targets``, with ids ``<prefix>-<k>``."""
+    """``templates`` with lattices and positions drawn from ``base``, with ids
+    ``<prefix>-<k>``."""
     generator = torch.Generator().manual_seed(seed)
-    drawn = UniformBase.fit(targets).sample(templates, generator=generator).to_crystals()
+    drawn = base.sample(templates, generator=generator).to_crystals()
     return [c.replace(id=f"{prefix}-{k}") for k, c in enumerate(drawn)]
 
 

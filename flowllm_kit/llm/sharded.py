@@ -129,7 +129,7 @@ def sample_sharded(
     barrier()  # every rank has read (and repaired its own file) before anyone appends
     block = block_size_of(config)
     num_blocks = math.ceil(max_draws / block)
-    kept_total, tokens, resumed = 0, 0, len(done)
+    kept_total, tokens, resumed, generating, drawn_until = 0, 0, len(done), 0.0, 0
     bar = bar_of(
         total=num_crystals, disable=not (progress_bar and on.is_main), desc=desc, unit="crystals"
     )
@@ -147,30 +147,32 @@ def sample_sharded(
             draws = range(first, min(first + block, max_draws))
             missing = [d for d in draws if d not in done]
             if missing and not (first <= prefix and kept_prefix >= num_crystals):
+                tick = time.perf_counter()
                 records, used = _draw_block(
                     model, tokenizer, missing, first=first, prompt_of=prompt_of, config=config,
                     seed=seed, decode=decode, accept=accept, compositions=compositions,
                 )  # fmt: skip
+                generating += time.perf_counter() - tick
                 append_jsonl([r.to_dict() for r in records if r.draw not in done], own)
                 done.update({r.draw: r for r in records if r.draw not in done})
                 tokens += used
             kept_here = sum(done[d].kept for d in draws if d in done)
         kept_round = int(all_sum([kept_here])[0])
         kept_total += kept_round
+        drawn_until = min((round_start + on.size) * block, max_draws)
         bar.update(min(kept_round, max(num_crystals - bar.n, 0)))
         if kept_total >= num_crystals:
             break
     bar.close()
     barrier()
-    drawn_until = min((round_start + on.size) * block, max_draws)
     if on.is_main:
         merge_draws(path, num_crystals=num_crystals, drawn_until=drawn_until)
     barrier()
     result = samples_from(read_draws(path, repair=False), num_crystals)
     result.num_resumed = resumed
     result.num_tokens = int(all_sum([tokens])[0])
+    result.generate_seconds = generating  # this process's time in generate
     result.seconds = time.perf_counter() - start
-    result.generate_seconds = result.seconds
     return result
 
 
@@ -221,11 +223,10 @@ def merge_draws(
             the longest run of consecutive draws from 0 that the shard files hold.
 
     Raises:
-        FileNotFoundError: If no shard file of ``path`` exists.
+        FileNotFoundError: If no shard file of ``path`` exists (and draws were expected).
     """
     path = Path(path)
-    shards = shard_paths(path)
-    if not shards:
+    if not shard_paths(path) and drawn_until != 0:
         raise FileNotFoundError(f"no shard files {path.stem}.rank-*{path.suffix} in {path.parent}")
     done = _read_all(path, own=Path(os.devnull))
     if drawn_until is None:

@@ -23,13 +23,14 @@ import json
 import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 from flowllm_kit.run import LLM_CONFIG_JSON, RunFolder
 from flowllm_kit.stages import load_flows, load_llm
+from flowllm_kit.stages.generate import STARTS_JSON, start_statistics
 
 __all__ = [
     "CHECKPOINTS",
@@ -215,6 +216,13 @@ def export(
     if run.sampler_settings.is_file():
         (folder / "samples").mkdir()
         shutil.copy(run.sampler_settings, folder / "samples" / run.sampler_settings.name)
+    if {"flowmm", "flowllm_types"} & set(flows):
+        # What their starts are drawn from, fitted to the training targets: the distribution of
+        # atoms per cell and the uniform base (statistics, not the crystals).
+        sizes, base = start_statistics(run)
+        (folder / STARTS_JSON).write_text(
+            json.dumps({"atom_counts": asdict(sizes), "uniform_base": asdict(base)}, indent=1)
+        )
     files = {
         str(p.relative_to(folder)): {"sha256": _sha256(p), "bytes": p.stat().st_size}
         for p in sorted(folder.rglob("*"))
