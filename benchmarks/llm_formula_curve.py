@@ -95,6 +95,15 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--group-by-length", action="store_true", help="with --trainer")
     parser.add_argument("--save", action="store_true", help="save the model into OUT")
+    parser.add_argument(
+        "--init",
+        type=Path,
+        help="continue from a saved model folder (its weights and tokenizer; --width, --layers, "
+        "--heads and --untied are then ignored), e.g. a shipped checkpoint's llm/model",
+    )
+    parser.add_argument(
+        "--formula-probability", type=float, default=0.5, help="share of formula prompts"
+    )
     parser.add_argument("--tiny", action="store_true", help="CPU check of the script")
     args = parser.parse_args()
     start = time.perf_counter()
@@ -113,7 +122,11 @@ def main() -> None:
         hidden_size=args.width, num_layers=args.layers, num_heads=args.heads,
         intermediate_size=4 * args.width, tie_word_embeddings=not args.untied,
     )  # fmt: skip
-    model = llm.scratch_model(tokenizer, config=scratch, seed=args.seed).to(device).train()
+    if args.init is not None:
+        model, tokenizer = llm.load_model(args.init)
+        model = model.to(device).train()
+    else:
+        model = llm.scratch_model(tokenizer, config=scratch, seed=args.seed).to(device).train()
     bf16 = device == "cuda" and not args.fp32  # autocast in the plain loop
     warmup = 50
     planned = args.max_steps or 10**9
@@ -130,6 +143,8 @@ def main() -> None:
         "loop": "trainer" if args.trainer else "plain", "group_by_length": args.group_by_length,
         "bf16": bf16,
         "conditioning": args.conditioning, "parameters": llm.count_parameters(model),
+        "init": None if args.init is None else str(args.init),
+        "formula_probability": args.formula_probability,
         "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
     }  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
@@ -146,7 +161,9 @@ def main() -> None:
     if args.trainer:
         train_with_trainer(args, model, tokenizer, train, targets, scratch, milestones, write)
         return
-    finetune = llm.FinetuneConfig(conditioning=args.conditioning)
+    finetune = llm.FinetuneConfig(
+        conditioning=args.conditioning, formula_probability=args.formula_probability
+    )
     dataset = llm.TextDataset(
         train, tokenizer, render=llm.render_training_text(finetune, tokenizer), max_length=1024,
         seed=args.seed,
@@ -154,6 +171,10 @@ def main() -> None:
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=args.lr, weight_decay=0.0, fused=device == "cuda"
     )
+    if args.init is not None:  # where the continued model starts
+        write({"step": 0, "passes": 0.0, "train_seconds": 0.0, "seconds": 0.0, "lr": 0.0}
+              | evaluate(model, tokenizer, targets, tiny=args.tiny))  # fmt: skip
+        model.train()
     step, epoch, losses, train_seconds = 0, 0, [], 0.0
     done = False
     while not done:
