@@ -15,7 +15,7 @@ Each time includes the start of the processes and of the process group (a few se
 small stages gain less than the arithmetic would. Results go to
 ``benchmarks/results/scaling.md`` with the machine described. Usage::
 
-    FLOWLLM_KIT_DATA=../shared/data python benchmarks/bench_scaling.py
+    FLOWLLM_KIT_DATA=/path/to/data python benchmarks/bench_scaling.py
 """
 
 from __future__ import annotations
