@@ -62,6 +62,10 @@ class Preset:
     evaluation: EvaluationConfig
     num_samples: int = 10_000
     """Crystals each generator draws for evaluation (the paper: 10,000)."""
+    checkpoint: str | None = None
+    """The shipped checkpoint (:mod:`flowllm_kit.pretrained`) whose LLM and flows the notebook
+    series samples and evaluates; notebooks 03 and 05 then show short training runs instead of
+    training the run's models (``from_scratch=True`` trains them). None: train everything."""
     threads: int | None = None
     """Torch CPU threads (None: torch's default). The smoke preset uses one: its matrices are
     tiny, and on a small shared CPU threads that spin-wait on each other made its training
@@ -78,15 +82,16 @@ _PRESETS: dict[str, Preset] = {
         num_samples=16,
         threads=1,
     ),
-    # make demo takes about 65 minutes on 2 CPU cores, most of it the LLM's training (measured
-    # stage times: notebooks/stage_times.json). Relaxation dominates the evaluation: 48 crystals
-    # per system at up to 250 FIRE steps; the 256 reference crystals' fingerprints take about 1.5
-    # minutes.
+    # make demo samples and evaluates the shipped mp20-demo models (training them takes about
+    # an hour here, most of it the LLM's); its time goes to the evaluation, where relaxation
+    # dominates: 200 crystals per system at up to 250 FIRE steps (measured stage times:
+    # notebooks/stage_times.json).
     "demo": Preset(
         name="demo",
         data=DataConfig(dataset="mp_20", train_split="val", eval_split="test"),
-        evaluation=EvaluationConfig(n_evaluate=48, n_reference=256),
+        evaluation=EvaluationConfig(n_evaluate=200, n_reference=256),
         num_samples=500,
+        checkpoint="mp20-demo",
     ),
     "paper": Preset(
         name="paper",

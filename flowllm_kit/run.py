@@ -16,6 +16,7 @@ file only::
       samples/trajectory_<model>.npz  recorded ODE trajectories (06)
       samples/sampler.json          the sampler settings used
       evaluation/                   metrics.csv, relax cache, one folder per system (07, 08)
+      checkpoint.json               the shipped checkpoint the models came from, if they did
       notebooks/, stages/, logs/    the series runner: executed notebooks, finished-stage
                                     markers, kernel logs and progress events
 
@@ -200,6 +201,13 @@ class RunFolder:
     def differences(self) -> Path:
         """Notebook 08's differences between systems, metric by metric, with their intervals."""
         return self.evaluation / "differences.csv"
+
+    # --- provenance ----------------------------------------------------------------------
+    @property
+    def installed_checkpoint(self) -> Path:
+        """Which shipped checkpoint the run's models were copied from, when they were
+        (written by :meth:`flowllm_kit.pretrained.Pretrained.install`)."""
+        return self.root / "checkpoint.json"
 
     # --- the series runner ---------------------------------------------------------------
     @property

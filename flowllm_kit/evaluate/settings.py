@@ -41,7 +41,7 @@ class ReportSettings:
 REPORT_PRESETS = {
     # One process: workers cost seconds to start, more than they save on 16 crystals.
     "smoke": ReportSettings(min_count=5, relax=RelaxConfig(max_steps=100), processes=1),
-    # The demo relaxes 48 crystals per system at up to 250 FIRE steps (docs/METHOD.md §9: the
+    # The demo relaxes 200 crystals per system at up to 250 FIRE steps (docs/METHOD.md §9: the
     # paper's 1,500 do not fit its time budget; the report counts the capped relaxations).
     "demo": ReportSettings(relax=RelaxConfig(max_steps=250)),
     "paper": ReportSettings(),

@@ -28,8 +28,9 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from flowllm_kit.llm.crystal_lists import write_crystal_lists
 from flowllm_kit.run import LLM_CONFIG_JSON, RunFolder
-from flowllm_kit.stages import load_flows, load_llm
+from flowllm_kit.stages import SelectedCrystals, load_flows, load_llm
 from flowllm_kit.stages.generate import STARTS_JSON, start_statistics
 
 __all__ = [
@@ -89,6 +90,89 @@ class Pretrained:
         if model not in self.flows:
             raise CheckpointError(f"{self.root.name} holds no {model!r} flow; it has {self.flows}")
         return load_flows(self.run, [model], device=device)[model]
+
+    def install(
+        self,
+        run: RunFolder,
+        *,
+        crystals: SelectedCrystals | None = None,
+        flows: Sequence[str] = (),
+    ) -> list[str]:
+        """Copy the LLM (when ``crystals`` are given) and ``flows`` into a run folder, where
+        the stages then find them as if trained there (``make demo`` starts from them).
+
+        Installing again what is already there does nothing; a run folder's own, different
+        model is never overwritten.
+
+        Args:
+            run: The run folder.
+            crystals: The run's training and held-out crystals (``stages.select_crystals``),
+                written as the LLM's crystal lists, which the pair stage reads. They must be
+                the crystals the checkpoint was trained on (same dataset, split and count).
+            flows: Flow models to install (their EMA weights and settings).
+
+        Returns:
+            The parts copied (``"llm"``, flow names); those already there are left out.
+
+        Raises:
+            CheckpointError: If ``crystals`` are not the checkpoint's training crystals, a flow
+                is not in the checkpoint, or the run folder holds a different model already.
+        """
+        copies: dict[str, list[tuple[Path, Path]]] = {}
+        if crystals is not None:
+            data = self.manifest.get("data", {})
+            given = {"dataset": crystals.dataset, "train_split": crystals.train_split}
+            given["train_count"] = len(crystals.train)
+            trained = {key: data.get(key) for key in given}
+            if given != trained:
+                raise CheckpointError(
+                    f"{self.root.name} was trained on {trained}; this run selects {given}: "
+                    "train the LLM from scratch instead"
+                )
+            files = [self.root / "llm" / LLM_CONFIG_JSON]
+            files += sorted((self.root / "llm" / "model").iterdir())
+            copies["llm"] = [(f, run.llm / f.relative_to(self.root / "llm")) for f in files]
+        for model in flows:
+            if model not in self.flows:
+                raise CheckpointError(f"{self.root.name} holds no {model!r} flow: {self.flows}")
+            source = self.root / "flow" / model / "checkpoint"
+            copies[model] = [(f, run.flow_checkpoint(model) / f.name) for f in source.iterdir()]
+        installed = []
+        for part, pairs in copies.items():
+            there = [target.is_file() and _sha256(target) == _sha256(f) for f, target in pairs]
+            if all(there):
+                continue
+            weights = [t for f, t in pairs if f.suffix == ".safetensors" and t.exists()]
+            if any(weights):
+                raise CheckpointError(
+                    f"{run.root} already holds its own {part} ({weights[0]}); install "
+                    f"{self.root.name} into a new run folder, or delete that model first"
+                )
+            for source, target in pairs:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(source, target)
+            installed.append(part)
+        if crystals is not None and "llm" in installed:
+            write_crystal_lists(
+                run.llm, dataset=crystals.dataset, train_split=crystals.train_split,
+                train=crystals.train, eval_split=crystals.eval_split,
+                evaluation=crystals.evaluation,
+            )  # fmt: skip
+        record = run.installed_checkpoint
+        done = json.loads(record.read_text())["installed"] if record.is_file() else []
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(
+            json.dumps(
+                {
+                    "checkpoint": self.root.name,
+                    "manifest_sha256": _sha256(self.root / MANIFEST),
+                    "trained_at_commit": self.manifest.get("trained_at_commit"),
+                    "installed": sorted({*done, *installed, *(p for p in copies)}),
+                },
+                indent=1,
+            )
+        )
+        return installed
 
 
 def available() -> list[str]:
