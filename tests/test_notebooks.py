@@ -9,6 +9,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from flowllm_kit import pretrained
 from flowllm_kit.notebooks import (
     find_notebooks,
     notebook_title,
@@ -17,6 +18,7 @@ from flowllm_kit.notebooks import (
     stage_times,
     summary,
 )
+from flowllm_kit.run import RunFolder
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = find_notebooks(NOTEBOOKS_DIR)
@@ -47,6 +49,37 @@ def test_notebook_runs_in_smoke_preset(notebook: Path, run_dir: Path) -> None:
         c for c in executed["cells"] if "injected-parameters" in c["metadata"].get("tags", [])
     ]
     assert injected and 'preset = "smoke"' in "".join(injected[0]["source"])
+
+
+@pytest.mark.notebooks
+def test_series_starts_from_a_checkpoint(run_dir: Path, tmp_path: Path) -> None:
+    """Notebooks 03-05 with a checkpoint (the demo's default): its LLM and flows become the run's,
+    03 fine-tunes LoRA adapters on the LLM, 05 trains short runs beside the shipped flows."""
+    if not (run_dir / "flow" / "flowmm_csp" / "checkpoint").is_dir():
+        pytest.skip("needs the smoke series of this module (run the whole file)")
+    flows = ("flowllm", "flowmm", "flowmm_csp", "flowllm_types")
+    checkpoint = pretrained.export(
+        RunFolder(run_dir), tmp_path / "smoke-models", description="the smoke series' models",
+        recipe={"preset": "smoke"}, flows=flows,
+    )  # fmt: skip
+    run = tmp_path / "run"
+    parameters = {"checkpoint": str(checkpoint.root), "lora_steps": 20, "refine_steps": 0}
+    timings = run_series(
+        preset="smoke", run_dir=run, notebooks_dir=NOTEBOOKS_DIR, only=["03", "04", "05"],
+        parameters=parameters,
+    )  # fmt: skip
+    assert len(timings) == 3
+    folder = RunFolder(run)
+    for model in flows:  # the run samples the checkpoint's networks; the short runs lie beside
+        installed = folder.flow_checkpoint(model) / "ema.safetensors"
+        shipped = checkpoint.root / "flow" / model / "checkpoint" / "ema.safetensors"
+        assert installed.read_bytes() == shipped.read_bytes()
+        assert (run / "short" / "flow" / model / "checkpoint" / "ema.safetensors").is_file()
+    weights = folder.llm_model / "model.safetensors"
+    assert weights.read_bytes() == (checkpoint.root / "llm/model/model.safetensors").read_bytes()
+    assert (run / "lora" / "llm" / "model" / "adapter_model.safetensors").is_file()
+    assert folder.pairs.is_file()  # notebook 04 sampled the installed LLM
+    assert json.loads(folder.installed_checkpoint.read_text())["checkpoint"] == "smoke-models"
 
 
 def _write_notebook(path: Path, *sources: str) -> None:

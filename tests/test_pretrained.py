@@ -4,6 +4,7 @@ the shipped checkpoint with exactly the composition asked for."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -13,12 +14,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from flowllm_kit import pretrained
 from flowllm_kit.cli import main
+from flowllm_kit.crystal import CrystalBatch
 from flowllm_kit.flow import FlowSamplerConfig
+from flowllm_kit.llm.crystal_lists import read_crystal_lists
 from flowllm_kit.run import RunFolder
+from flowllm_kit.stages import SelectedCrystals, load_flows, select_crystals
 from flowllm_kit.stages.generate import generate, parse_formula
 
 SHIPPED = "mp20-demo"
@@ -38,13 +43,13 @@ def test_the_shipped_checkpoint_loads_by_name_and_matches_its_manifest():
     assert "llm/model/model.safetensors" in files and "manifest.json" not in files
     assert not any(name.endswith((".bin", ".pkl", ".pt")) for name in files)  # no pickles
     assert sum(f["bytes"] for f in files.values()) < 25e6
-    assert checkpoint.flows == ("flowllm", "flowmm", "flowllm_types")
+    assert checkpoint.flows == ("flowllm", "flowmm", "flowmm_csp", "flowllm_types")
     assert checkpoint.manifest["curves"]["flowllm"]["step"][-1] == 1499
     model, tokenizer, config = checkpoint.llm()
     assert model.num_parameters() > 0 and config.scratch is not None
     assert not checkpoint.flow("flowllm").type_bits and checkpoint.flow("flowmm").type_bits
-    with pytest.raises(pretrained.CheckpointError, match="no 'flowmm_csp' flow"):
-        checkpoint.flow("flowmm_csp")
+    with pytest.raises(pretrained.CheckpointError, match="no 'cdvae' flow"):
+        checkpoint.flow("cdvae")
 
 
 def test_export_then_load_keeps_every_weight(tmp_path: Path):
@@ -78,6 +83,58 @@ def test_a_changed_or_missing_file_is_named_and_not_loaded(tmp_path: Path):
         pretrained.load(folder)
     with pytest.raises(pretrained.CheckpointError, match="mp20-demo"):  # lists the shipped ones
         pretrained.load("no-such-checkpoint")
+
+
+def _tiny_checkpoint(tmp_path: Path, crystals: SelectedCrystals) -> pretrained.Pretrained:
+    """A copy of the shipped checkpoint whose manifest says it was trained on ``crystals``
+    (the manifest itself is not among the files it checks)."""
+    folder = tmp_path / "tiny"
+    shutil.copytree(pretrained.load(SHIPPED).root, folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["data"] |= {"dataset": crystals.dataset, "train_count": len(crystals.train)}
+    manifest["data"] |= {"train_split": crystals.train_split}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return pretrained.load(folder)
+
+
+def test_install_copies_the_models_into_a_run_and_never_over_its_own(
+    tmp_path: Path, data_root: Path
+):
+    crystals = select_crystals("smoke", max_train=12, num_eval=4)
+    checkpoint = _tiny_checkpoint(tmp_path, crystals)
+    run = RunFolder(tmp_path / "run")
+    assert checkpoint.install(run, crystals=crystals, flows=["flowllm", "flowmm"]) == [
+        "llm", "flowllm", "flowmm",
+    ]  # fmt: skip
+    for name in ("model/model.safetensors", "model/tokenizer.json", "llm_config.json"):
+        assert (run.llm / name).read_bytes() == (checkpoint.root / "llm" / name).read_bytes()
+    lists = read_crystal_lists(run.llm)
+    assert [c.id for c in lists.train] == [c.id for c in crystals.train]
+    assert [c.id for c in lists.evaluation] == [c.id for c in crystals.evaluation]
+    batch = CrystalBatch.from_crystals(crystals.train[:3])
+    t = torch.full((3,), 0.3)
+    for model in ("flowllm", "flowmm"):  # the run's networks are the checkpoint's
+        ours, theirs = load_flows(run, [model])[model], checkpoint.flow(model)
+        for a, b in zip(ours(batch, t), theirs(batch, t), strict=True):
+            assert torch.equal(a, b)
+    record = json.loads(run.installed_checkpoint.read_text())
+    assert record["checkpoint"] == "tiny" and record["installed"] == ["flowllm", "flowmm", "llm"]
+    # Again: nothing to copy; one more flow: only that one
+    assert checkpoint.install(run, crystals=crystals, flows=["flowllm"]) == []
+    assert checkpoint.install(run, flows=["flowllm_types"]) == ["flowllm_types"]
+    # A run's own model is never overwritten, and the error names it
+    own = run.flow_checkpoint("flowmm_csp") / "ema.safetensors"
+    own.parent.mkdir(parents=True)
+    own.write_bytes(b"the run's own weights")
+    with pytest.raises(pretrained.CheckpointError, match="already holds its own flowmm_csp"):
+        checkpoint.install(run, flows=["flowmm_csp"])
+    assert own.read_bytes() == b"the run's own weights"
+    # Crystals other than those the checkpoint was trained on are refused
+    fewer = dataclasses.replace(crystals, train=crystals.train[:11])
+    with pytest.raises(pretrained.CheckpointError, match="train the LLM from scratch"):
+        checkpoint.install(RunFolder(tmp_path / "other"), crystals=fewer)
+    with pytest.raises(pretrained.CheckpointError, match="no 'cdvae' flow"):
+        checkpoint.install(RunFolder(tmp_path / "other"), flows=["cdvae"])
 
 
 def test_parse_formula_reads_cells_and_names_bad_formulas():

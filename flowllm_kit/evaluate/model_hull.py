@@ -33,6 +33,7 @@ from flowllm_kit.evaluate.hull import HullReference
 from flowllm_kit.relax import RelaxConfig, relax_structures
 
 if TYPE_CHECKING:
+    import numpy as np
     from pymatgen.analysis.phase_diagram import PhaseDiagram
     from pymatgen.core import Composition, Structure
     from torch_sim.models.interface import ModelInterface
@@ -184,3 +185,12 @@ class RelaxedHull(HullReference):
         if chemsys not in self._ready:
             self.prepare(["".join(sorted(chemsys))])
         return super().phase_diagram(chemsys)
+
+    def hull_program(
+        self, chemsys: frozenset[str]
+    ) -> tuple[list[str], np.ndarray, np.ndarray] | None:
+        """As :meth:`HullReference.hull_program`, relaxing the system's reference crystals
+        first if :meth:`prepare` has not."""
+        if chemsys not in self._ready:
+            self.prepare(["".join(sorted(chemsys))])
+        return super().hull_program(chemsys)

@@ -128,3 +128,42 @@ def test_from_csv_matches_from_formation_energies(data_root, subset_hull):
     assert from_csv.e_above_hull(entry.composition, entry.energy) == pytest.approx(
         hull.e_above_hull(entry.composition, entry.energy)
     )
+
+
+def test_many_element_systems_use_a_linear_program_with_the_phase_diagrams_answer(elemental):
+    """Beyond QHULL_MAX_ELEMENTS elements E_hull comes from a linear program; on a 5-element
+    system small enough for pymatgen's PhaseDiagram both give the same E_hull, at hull
+    vertices (0), above and below the hull, and NaN where an element has no reference."""
+    from pymatgen.analysis.phase_diagram import PhaseDiagram
+    from pymatgen.core import Composition
+    from pymatgen.entries.computed_entries import ComputedEntry
+
+    from flowllm_kit.evaluate.hull import QHULL_MAX_ELEMENTS
+
+    symbols = ["Li", "Fe", "P", "O", "Mn"]
+    assert len(symbols) > QHULL_MAX_ELEMENTS
+    rng = np.random.default_rng(0)
+    formulas = ["LiFePO4", "Li3PO4", "FePO4", "Fe2O3", "MnO2", "LiMnO2", "Li2O", "LiMnPO4"]
+    formulas += ["LiFeMnPO8", "Li2FeMnP2O8", "MnP", "FeP2", "Li5FeMnP2O9"]
+    formation = rng.uniform(-2.5, -0.2, len(formulas))
+    hull = HullReference.from_formation_energies(
+        formulas, formation, {s: elemental[s] for s in symbols}, source="toy"
+    )
+    diagram = PhaseDiagram(hull.entries)
+    queries = ["LiFeMnPO8", "Li2FeMnP2O8", "Li5FeMnP2O9", "Li2Fe3Mn2P4O17", "LiFeMnP2O9"]
+    for formula in queries:
+        composition = Composition(formula)
+        assert len(composition.elements) > QHULL_MAX_ELEMENTS
+        floor = diagram.get_hull_energy_per_atom(composition)
+        for shift in (-0.3, 0.0, 0.05, 0.4):  # below, on and above the hull
+            energy = composition.num_atoms * (floor + shift)
+            by_diagram = diagram.get_decomp_and_e_above_hull(
+                ComputedEntry(composition, energy), allow_negative=True
+            )[1]
+            assert hull.e_above_hull(composition, energy) == pytest.approx(by_diagram, abs=1e-8)
+            assert hull.e_above_hull(composition, energy) == pytest.approx(shift, abs=1e-8)
+    # the program agrees with the diagram below the threshold too
+    assert hull.hull_energy_per_atom(Composition("LiFePO4")) == pytest.approx(
+        diagram.get_hull_energy_per_atom(Composition("LiFePO4")), abs=1e-8
+    )
+    assert np.isnan(hull.e_above_hull("LiFeMnPO4Na", -40.0))  # no reference for Na

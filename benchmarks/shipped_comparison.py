@@ -1,0 +1,163 @@
+"""The shipped models compared at N crystals per system, with intervals.
+
+Run it on a run folder where the notebook series sampled a shipped checkpoint's models
+(``make demo`` does: 500 crystals per system)::
+
+    python benchmarks/shipped_comparison.py runs/demo -n 500
+
+It evaluates the run's systems at ``-n`` crystals each with ``python -m flowllm_kit evaluate
+--preset demo`` (relaxations already in the run's cache are not repeated), then writes
+``benchmarks/results/shipped_comparison.csv`` (every metric of every system with its 95%
+interval) and ``shipped_comparison.md``: the table, the differences the paper's claims are
+about with their intervals, the checkpoint, the date, the machine and the commit. Notebook 08
+reads the CSV.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+from machine import describe  # benchmarks/machine.py
+
+from flowllm_kit.run import RunFolder
+from flowllm_kit.stages import differences_table
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+SYSTEMS = {
+    "flowllm": "FlowLLM",
+    "llm_only": "LLM only",
+    "flowmm": "FlowMM (de novo)",
+    "flowllm_types": "FlowLLM-Types",
+    "flowmm_csp": "FlowMM-CSP",
+    "flowllm_200_steps": "FlowLLM, flow 200 steps",  # benchmarks/flow_steps_ablation.py
+    "real": "real (test)",
+    "perturbed": "perturbed real",
+}
+METRICS = [
+    "structural validity %", "compositional validity %", "valid %", "closeness match %",
+    "closeness RMSD", "closeness dE eV/atom", "relaxation steps", "stable %", "metastable %",
+    "S.U.N. %", "stable (CHGNet hull) %", "metastable (CHGNet hull) %",
+    "S.U.N. (CHGNet hull) %", "metastable S.U.N. (CHGNet hull) %", "coverage recall %",
+    "coverage precision %", "wdist density", "wdist N_el", "unique %", "novel %",
+]  # fmt: skip
+# The paper's claims: FlowLLM ahead of LLM only on validity and closeness to the relaxed state,
+# ahead of FlowMM on stability and S.U.N.; FlowLLM-Types is its ablation.
+CLAIMS = {
+    ("flowllm", "llm_only"): [
+        "structural validity %", "compositional validity %", "closeness match %",
+        "closeness RMSD", "closeness dE eV/atom", "relaxation steps",
+    ],
+    ("flowllm", "flowmm"): [
+        "stable (CHGNet hull) %", "metastable (CHGNet hull) %", "S.U.N. (CHGNet hull) %",
+        "metastable S.U.N. (CHGNet hull) %", "stable %", "S.U.N. %",
+    ],
+    ("flowllm", "flowllm_types"): [
+        "structural validity %", "closeness match %", "metastable (CHGNet hull) %",
+        "metastable S.U.N. (CHGNet hull) %",
+    ],
+    ("real", "flowllm"): ["stable (CHGNet hull) %", "metastable (CHGNet hull) %"],
+    # The ablation of the flow's budget: 1,500 training steps against 200
+    ("flowllm", "flowllm_200_steps"): [
+        "structural validity %", "closeness match %", "closeness RMSD", "closeness dE eV/atom",
+        "metastable (CHGNet hull) %",
+    ],
+}  # fmt: skip
+
+
+def _cell(value: float, low: float, high: float) -> str:
+    if pd.isna(value):
+        return "n/c"
+    digits = 1 if abs(value) >= 10 else 2 if abs(value) >= 0.1 else 3
+    if pd.isna(low):
+        return f"{value:.{digits}f}"
+    return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def _commit() -> str:
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return done.stdout.strip() or "unknown"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", type=Path, help="a run folder sampled from a checkpoint")
+    parser.add_argument("-n", type=int, default=500, help="crystals per system (%(default)s)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "shipped_comparison")
+    parser.add_argument("--skip-evaluate", action="store_true", help="only write the tables")
+    args = parser.parse_args()
+    run = RunFolder(args.run_dir)
+    if not run.installed_checkpoint.is_file():
+        sys.exit(f"{run.installed_checkpoint} is missing: the run's models are not a checkpoint's")
+    provenance = json.loads(run.installed_checkpoint.read_text())
+    seconds = None
+    machine = describe()
+    if not args.skip_evaluate:
+        start = time.perf_counter()
+        command = [sys.executable, "-m", "flowllm_kit", "evaluate", "--preset", "demo"]
+        subprocess.run([*command, "--run-dir", str(run), "-n", str(args.n)], check=True)
+        seconds = time.perf_counter() - start
+    table = pd.read_csv(run.metrics_intervals)
+    table = table[table["system"].isin(SYSTEMS)]
+    table.to_csv(args.out.with_suffix(".csv"), index=False)  # every metric; the table: METRICS
+    counts = table.groupby("system")["n"].max()
+    table = table[table["metric"].isin(METRICS)]
+
+    systems = [s for s in SYSTEMS if s in set(table["system"])]
+    wide = {
+        (row.metric, row.system): _cell(row.value, row.low, row.high)
+        for row in table.itertuples(index=False)
+    }
+    lines = [
+        f"# The shipped `{provenance['checkpoint']}` models at {args.n} crystals per system "
+        "(benchmarks/shipped_comparison.py)",
+        "",
+        f"Evaluated {date.today().isoformat()} at commit `{_commit()}` on the run folder "
+        f"`{run.root.name}`; the models are checkpoint `{provenance['checkpoint']}` (trained at "
+        f"`{provenance['trained_at_commit']}`), sampled by notebooks 04 and 06 of `make demo`.",
+        "Trained on MP-20 val, evaluated against MP-20 test, `demo` evaluation settings (CHGNet, "
+        "FIRE up to 250 steps, fmax 0.1 eV/Å).",
+        "Every cell is `value [95% interval]`: Wilson for rates, the bootstrap over the crystals "
+        "for means and distances.",
+        machine,
+    ]
+    if seconds is not None:
+        lines.append(f"- evaluation wall time: {seconds / 60:.1f} min (cached relaxations reused)")
+    lines += ["", "| metric | " + " | ".join(SYSTEMS[s] for s in systems) + " |"]
+    lines.append("|---" * (len(systems) + 1) + "|")
+    for metric in METRICS:
+        cells = [wide.get((metric, s), "—") for s in systems]
+        if any(c != "—" for c in cells):
+            lines.append(f"| {metric} | " + " | ".join(cells) + " |")
+    lines.append("| crystals | " + " | ".join(str(int(counts[s])) for s in systems) + " |")
+    lines += [
+        "",
+        "Rates of closeness and stability count the crystals that were relaxed (the "
+        "structurally valid ones), so their denominators are smaller than the crystal count.",
+        "",
+        "## The paper's claims: differences with 95% intervals (Newcombe for rates, in points)",
+        "",
+        "| first − second | metric | difference | excludes 0 |",
+        "|---|---|---|---|",
+    ]
+    full = pd.read_csv(run.metrics_intervals)
+    for (first, second), metrics in CLAIMS.items():
+        for row in differences_table(full, [(first, second)], metrics).itertuples(index=False):
+            cell = _cell(row.difference, row.low, row.high)
+            mark = "yes" if row.excludes_zero else "no"
+            lines.append(
+                f"| {SYSTEMS[first]} − {SYSTEMS[second]} | {row.metric} | {cell} | {mark} |"
+            )
+    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
