@@ -91,6 +91,10 @@ def main() -> None:
     parser.add_argument("run_dir", type=Path, help="a run folder sampled from a checkpoint")
     parser.add_argument("-n", type=int, default=500, help="crystals per system (%(default)s)")
     parser.add_argument("--out", type=Path, default=RESULTS / "shipped_comparison")
+    parser.add_argument(
+        "--systems", nargs="+", default=["flowllm", "llm_only", "flowmm", "flowllm_types", "real"],
+        help="systems to evaluate, controls included (%(default)s)",
+    )  # fmt: skip
     parser.add_argument("--skip-evaluate", action="store_true", help="only write the tables")
     args = parser.parse_args()
     run = RunFolder(args.run_dir)
@@ -102,7 +106,8 @@ def main() -> None:
     if not args.skip_evaluate:
         start = time.perf_counter()
         command = [sys.executable, "-m", "flowllm_kit", "evaluate", "--preset", "demo"]
-        subprocess.run([*command, "--run-dir", str(run), "-n", str(args.n)], check=True)
+        command += ["--run-dir", str(run), "-n", str(args.n), "--systems", *args.systems]
+        subprocess.run(command, check=True)
         seconds = time.perf_counter() - start
     table = pd.read_csv(run.metrics_intervals)
     table = table[table["system"].isin(SYSTEMS)]
