@@ -53,7 +53,8 @@ METRICS = [
 CLAIMS = {
     ("flowllm", "llm_only"): [
         "structural validity %", "compositional validity %", "closeness match %",
-        "closeness RMSD", "closeness dE eV/atom", "relaxation steps",
+        "closeness RMSD", "closeness dE eV/atom", "relaxation steps", "stable (CHGNet hull) %",
+        "metastable (CHGNet hull) %", "S.U.N. (CHGNet hull) %", "stable %", "coverage recall %",
     ],
     ("flowllm", "flowmm"): [
         "stable (CHGNet hull) %", "metastable (CHGNet hull) %", "S.U.N. (CHGNet hull) %",
