@@ -7,25 +7,40 @@ same sampler, into ``<run>/samples/flowllm_<steps>_steps.jsonl``: a system that 
 evaluation scores beside the others (``benchmarks/shipped_comparison.py`` lists it)::
 
     python benchmarks/flow_steps_ablation.py runs/demo
+
+It also writes ``benchmarks/results/flow_steps_ablation.md``: the structural validity of the LLM's
+crystals, of the shipped FlowLLM's refinements of them and of the short FlowLLM's, with how many
+of the LLM's invalid crystals each flow made valid and how many valid ones it broke (structural
+validity needs no relaxation, so this part takes seconds).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+from datetime import date
 from pathlib import Path
 
-from flowllm_kit.crystal import write_crystals
+import numpy as np
+from machine import describe  # benchmarks/machine.py
+
+from flowllm_kit.crystal import read_crystals, write_crystals
+from flowllm_kit.evaluate import structural_validity
+from flowllm_kit.evaluate.intervals import rate_estimate
 from flowllm_kit.flow import FlowSamplerConfig, sample_in_chunks
 from flowllm_kit.flow.checkpoint import load_network, read_state
 from flowllm_kit.run import RunFolder
 from flowllm_kit.stages import flow_starts
+
+RESULTS = Path(__file__).parent / "results"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path, help="a run folder made from a checkpoint")
     parser.add_argument("--model", default="flowllm", choices=["flowllm", "flowllm_types"])
+    parser.add_argument("--out", type=Path, default=RESULTS / "flow_steps_ablation.md")
     args = parser.parse_args()
     run = RunFolder(args.run_dir)
     short = RunFolder(run.root / "short").flow_checkpoint(args.model)
@@ -41,6 +56,43 @@ def main() -> None:
     for chunk in chunks:
         write_crystals(chunk, out)
     print(f"{len(starts)} crystals of {args.model} trained {steps} steps -> {out}")
+    shipped_steps = read_state(run.flow_checkpoint(args.model))["step"]
+    shipped = read_crystals(run.samples_file(args.model))
+    sets = {
+        "LLM alone (the flow's starts)": starts,
+        f"{args.model}, shipped ({shipped_steps} steps)": shipped,
+        f"{args.model}, short ({steps} steps)": read_crystals(out),
+    }
+    args.out.write_text(_validity_report(run, sets, starts))
+    print(f"-> {args.out}")
+
+
+def _validity_report(run: RunFolder, sets: dict, starts: list) -> str:
+    """Structural validity of each set, and how each flow moved the LLM's valid/invalid ones."""
+    before = np.asarray(structural_validity(starts), dtype=bool)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    lines = [
+        "# Does the flow repair the LLM's invalid crystals? (benchmarks/flow_steps_ablation.py)",
+        "",
+        f"Measured {date.today()} at commit `{commit.stdout.strip()}` on the run folder "
+        f"`{run.root.name}`: {len(starts)} LLM crystals, refined by the same sampler.",
+        describe(),
+        "",
+        "| crystals | structurally valid % | LLM-invalid made valid | LLM-valid made invalid |",
+        "|---|---|---|---|",
+    ]
+    for label, crystals in sets.items():
+        if [c.id for c in crystals] != [c.id for c in starts]:
+            raise ValueError(f"{label}: not the refinements of the run's LLM crystals, in order")
+        after = np.asarray(structural_validity(crystals), dtype=bool)
+        rate = rate_estimate(after)
+        repaired = int((~before & after).sum())
+        broken = int((before & ~after).sum())
+        lines.append(
+            f"| {label} | {rate.value:.1f} [{rate.low:.1f}, {rate.high:.1f}] | "
+            f"{repaired} of {int((~before).sum())} | {broken} of {int(before.sum())} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
