@@ -51,6 +51,10 @@ class EvaluationConfig:
     """Crystals evaluated per system (None: all)."""
     n_reference: int | None
     """Eval-split crystals for coverage and property distances (None: all)."""
+    systems: tuple[str, ...] | None = None
+    """The run's systems notebook 07 evaluates, in this order (None: every one it holds)."""
+    controls: tuple[str, ...] = ("real", "perturbed")
+    """The controls evaluated beside them (:func:`flowllm_kit.evaluate.control_systems`)."""
 
 
 @dataclass(frozen=True)
@@ -85,11 +89,19 @@ _PRESETS: dict[str, Preset] = {
     # make demo samples and evaluates the shipped mp20-demo models (training them takes about
     # an hour here, most of it the LLM's); its time goes to the evaluation, where relaxation
     # dominates: 200 crystals per system at up to 250 FIRE steps (measured stage times:
-    # notebooks/stage_times.json).
+    # notebooks/stage_times.json). It evaluates the four systems the paper's claims compare and
+    # the real yardstick; FlowMM-CSP and the perturbed control would add about 5 minutes
+    # (notebook 07 evaluates them too with `-p system_names all -p controls '["real", "perturbed"]'`
+    # through `python -m flowllm_kit.notebooks run`).
     "demo": Preset(
         name="demo",
         data=DataConfig(dataset="mp_20", train_split="val", eval_split="test"),
-        evaluation=EvaluationConfig(n_evaluate=200, n_reference=256),
+        evaluation=EvaluationConfig(
+            n_evaluate=200,
+            n_reference=256,
+            systems=("flowllm", "llm_only", "flowmm", "flowllm_types"),
+            controls=("real",),
+        ),
         num_samples=500,
         checkpoint="mp20-demo",
     ),

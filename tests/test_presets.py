@@ -41,11 +41,22 @@ def test_a_run_preset_holds_each_components_preset_once(name: str) -> None:
     # The evaluation's sizes and its scoring are separate configs: no setting in both.
     sizes = {f.name for f in dataclasses.fields(EvaluationConfig)}
     scoring = {f.name for f in dataclasses.fields(ReportSettings)}
-    assert sizes == {"n_evaluate", "n_reference"} and not sizes & scoring
+    assert sizes == {"n_evaluate", "n_reference", "systems", "controls"} and not sizes & scoring
     whole = json.loads(preset.to_json())
     assert list(whole) == [f.name for f in dataclasses.fields(preset)]
     assert LLMConfig.from_dict(whole["llm"]) == preset.llm
     assert whole["training"]["max_steps"] == preset.training.max_steps
+
+
+@pytest.mark.parametrize("name", ["smoke", "demo", "paper"])
+def test_the_systems_a_preset_evaluates_are_ones_a_run_can_hold(name: str) -> None:
+    from flowllm_kit.run import LLM_ONLY
+    from flowllm_kit.stages.flow import FLOW_MODELS
+
+    evaluation = get_preset(name).evaluation
+    assert set(evaluation.systems or ()) <= {*FLOW_MODELS, LLM_ONLY}  # a typo would drop one
+    assert "real" in evaluation.controls  # the yardstick of every stability rate
+    assert set(evaluation.controls) <= {"real", "perturbed"}
 
 
 def test_relaxation_budget_of_each_preset() -> None:

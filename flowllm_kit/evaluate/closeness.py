@@ -35,6 +35,9 @@ def relaxed_rms(
             out.append(math.nan)
             continue
         first, second = _prepared([before, after], settings)
+        if first is None or second is None:  # a cell that is not a cell matches nothing
+            out.append(math.nan)
+            continue
         rms = matcher.get_rms_dist(first, second)
         out.append(math.nan if rms is None else float(rms[0]))
     return out

@@ -5,6 +5,11 @@ only ever matches structures of the same reduced composition (it rescales volume
 supercell or a compressed copy still matches), hence structures are first grouped by reduced
 formula and only compared within a group: n structures cost far fewer than n^2 fits.
 Primitive cells are computed once per structure instead of once per comparison.
+
+A structure whose cell is not a cell (non-finite, or flattened below 0.1 Å³, e.g. angles whose
+sum passes 360°, which pymatgen turns into a zero-volume lattice) is not a material: it matches
+nothing, and it is neither unique nor novel (it counts in a rate's denominator, never in its
+count, as structurally invalid crystals count in S.U.N.). pymatgen's cell reduction fails on it.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from flowllm_kit.crystal.convert import StructureLike, as_structures
 
@@ -67,17 +74,37 @@ DEFAULT_MATCHER = MatcherSettings()
 CLOSENESS_MATCHER = MatcherSettings(ltol=0.3, stol=0.5, angle_tol=10.0)
 
 
-def _prepared(structures: Iterable[StructureLike], settings: MatcherSettings) -> list[Structure]:
-    prepared = as_structures(structures)
-    if settings.primitive_cell:
-        prepared = [s.get_primitive_structure() for s in prepared]
+# Å³: the smallest cell structural validity accepts (CDVAE's), the smallest one matched here
+MIN_MATCHED_VOLUME = 0.1
+
+
+def is_real_cell(structure: Structure) -> bool:
+    """Whether the lattice is a cell that can be matched: finite, volume >= 0.1 Å³."""
+    matrix = structure.lattice.matrix
+    return bool(np.isfinite(matrix).all()) and abs(np.linalg.det(matrix)) >= MIN_MATCHED_VOLUME
+
+
+def _prepared(
+    structures: Iterable[StructureLike], settings: MatcherSettings
+) -> list[Structure | None]:
+    """Each structure ready to match (primitive if asked), or None when it is not a real cell."""
+    prepared: list[Structure | None] = []
+    for structure in as_structures(structures):
+        if not is_real_cell(structure):
+            prepared.append(None)
+        elif settings.primitive_cell:
+            prepared.append(structure.get_primitive_structure())
+        else:
+            prepared.append(structure)
     return prepared
 
 
-def _group_by_formula(structures: Sequence[Structure]) -> dict[str, list[int]]:
+def _group_by_formula(structures: Sequence[Structure | None]) -> dict[str, list[int]]:
+    """Indices of the real cells, by reduced formula (structures that are None are left out)."""
     groups: dict[str, list[int]] = defaultdict(list)
     for index, structure in enumerate(structures):
-        groups[structure.composition.reduced_formula].append(index)
+        if structure is not None:
+            groups[structure.composition.reduced_formula].append(index)
     return groups
 
 
@@ -87,7 +114,8 @@ def uniqueness(
     """Whether each structure is the first of its kind in the list.
 
     A structure that matches an earlier one is a duplicate (False); so duplicates are counted
-    once and ``sum(result)`` is the number of distinct materials.
+    once and ``sum(result)`` is the number of distinct materials. A structure whose cell is not
+    a real cell (see module) is False.
 
     Args:
         structures: Pymatgen ``Structure`` or kit ``Crystal`` objects.
@@ -122,10 +150,10 @@ def novelty(
         settings: Matcher tolerances.
 
     Returns:
-        One boolean per structure: True when novel.
+        One boolean per structure: True when novel (False where its cell is not a real cell).
     """
     prepared = _prepared(structures, settings)
-    query_formulas = {s.composition.reduced_formula for s in prepared}
+    query_formulas = {s.composition.reduced_formula for s in prepared if s is not None}
     reference = as_structures(reference)
     # only reference structures sharing a formula with some query can match: reduce just those
     candidates = [s for s in reference if s.composition.reduced_formula in query_formulas]
@@ -133,7 +161,8 @@ def novelty(
     by_formula = _group_by_formula(known)
     matcher = settings.matcher()
     return [
-        not any(
+        structure is not None
+        and not any(
             matcher.fit(known[r], structure)
             for r in by_formula.get(structure.composition.reduced_formula, [])
         )

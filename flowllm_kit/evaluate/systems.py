@@ -37,7 +37,9 @@ ELEMENTAL_REFERENCE_FILE = "hull/2023-02-07-mp-elemental-reference-entries.json.
 """Materials Project elemental references (Matbench Discovery), relative to a data root."""
 
 
-def find_systems(run_dir: str | Path, *, n: int | None = None) -> dict[str, list[Crystal]]:
+def find_systems(
+    run_dir: str | Path, *, n: int | None = None, names: Sequence[str] | None = None
+) -> dict[str, list[Crystal]]:
     """Generated crystals of a run folder, by system name.
 
     Every ``<run_dir>/samples/<system>.jsonl`` (crystal records,
@@ -50,6 +52,8 @@ def find_systems(run_dir: str | Path, *, n: int | None = None) -> dict[str, list
     Args:
         run_dir: The run folder.
         n: At most this many crystals per system (None: all).
+        names: Only these systems, in this order (None: all); a name the run folder has no
+            crystals for is left out, as a system without crystals is.
 
     Returns:
         ``{system: crystals}``, the ``samples/`` files in name order, then ``llm_only``.
@@ -57,6 +61,8 @@ def find_systems(run_dir: str | Path, *, n: int | None = None) -> dict[str, list
 
     systems: dict[str, list[Crystal]] = {}
     for name, path in RunFolder(run_dir).sample_sets().items():
+        if names is not None and name not in names:
+            continue
         if name == LLM_ONLY:  # the LLM's draws: its kept crystals, in draw order
             found = [d.crystal for d in read_draws(path, repair=False) if d.crystal is not None]
             crystals = [c.replace(id=f"{name}-{k}") for k, c in enumerate(found)]
@@ -66,6 +72,8 @@ def find_systems(run_dir: str | Path, *, n: int | None = None) -> dict[str, list
             crystals = [crystal_from_dict(r, id=k) for r, k in zip(rows, ids, strict=True)]
         if crystals:
             systems[name] = crystals[:n]
+    if names is not None:
+        return {name: systems[name] for name in names if name in systems}
     return systems
 
 

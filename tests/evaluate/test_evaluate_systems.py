@@ -53,6 +53,15 @@ def test_find_systems_reads_samples_and_kept_llm_draws(tmp_path):
     assert [len(v) for v in find_systems(tmp_path, n=2).values()] == [2, 2]
 
 
+def test_find_systems_by_name_keeps_the_given_order_and_skips_absent_ones(tmp_path):
+    for name in ["flowllm", "flowmm", "flowmm_csp"]:
+        write_crystals(_crystals(2, name), tmp_path / "samples" / f"{name}.jsonl")
+    systems = find_systems(tmp_path, names=["flowmm", "llm_only", "flowllm"])
+    assert list(systems) == ["flowmm", "flowllm"]  # no LLM draws in this run: left out
+    assert [c.id for c in systems["flowmm"]] == ["flowmm0", "flowmm1"]
+    assert find_systems(tmp_path, names=[]) == {}
+
+
 def test_find_systems_of_an_empty_run_is_empty(tmp_path):
     (tmp_path / "samples").mkdir()
     (tmp_path / "samples" / "empty.jsonl").write_text("")

@@ -99,3 +99,19 @@ def test_composition_novelty_compares_reduced_formulas_with_the_training_set():
     assert family.columns["novel_composition"].tolist() == [False, True, False, True]
     estimate = family.metrics["novel composition %"]
     assert (estimate.k, estimate.n) == (2, 4) and estimate.value == 50.0
+
+
+def test_a_cell_that_is_not_a_cell_is_neither_unique_nor_novel_and_breaks_nothing(rock_salt):
+    # Angles summing past 360° (a sample of the demo's FlowMM-CSP): pymatgen makes a flat,
+    # zero-volume lattice, and its cell reduction raised LinAlgError inside the matcher.
+    flat = Crystal(
+        atomic_numbers=np.array([11, 17]),
+        frac_coords=np.array([[0.0, 0.0, 0.0], [0.5, 0.5, 0.5]]),
+        lengths=np.array([6.69, 6.47, 6.52]),
+        angles=np.array([126.1, 135.8, 103.0]),
+    )
+    assert flat.to_structure().volume < 1e-6
+    salt = rock_salt()
+    assert uniqueness([flat, salt, flat]) == [False, True, False]
+    assert novelty([flat, salt], [rock_salt(a=5.0)]) == [False, False]
+    assert novelty([flat, _cesium_chloride_type_nacl()], [salt]) == [False, True]
