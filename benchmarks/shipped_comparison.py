@@ -1,9 +1,11 @@
 """The shipped models compared at N crystals per system, with intervals.
 
-Run it on a run folder where the notebook series sampled a shipped checkpoint's models
-(``make demo`` does: 500 crystals per system)::
+Run it on a run folder where the notebook series sampled a shipped checkpoint's models with
+at least ``-n`` crystals per system (``make demo`` draws 250; the results file's run drew 500)::
 
-    python benchmarks/shipped_comparison.py runs/demo -n 500
+    python -m flowllm_kit.notebooks run --preset demo --run-dir runs/demo500 \
+        --only 00 01 02 03 04 05 06 -p num_samples 500
+    python benchmarks/shipped_comparison.py runs/demo500 -n 500
 
 It evaluates the run's systems at ``-n`` crystals each with ``python -m flowllm_kit evaluate
 --preset demo`` (relaxations already in the run's cache are not repeated), then writes
