@@ -150,7 +150,9 @@ def test_flow_training_on_two_processes_follows_the_one_process_curve(run: Path,
 def test_flow_sampling_on_two_processes_is_bit_identical(run: Path, tmp_path: Path):
     one = copy(run, tmp_path / "one", "llm_samples.jsonl", "pairs", "flow")
     two = copy(run, tmp_path / "two", "llm_samples.jsonl", "pairs", "flow")
-    options = ["--num-steps", "3", "--batch-size", "3"]  # 12 starts: 4 batches per model
+    # 12 starts, 4 batches per model. --n-samples: the LLM's last block of draws may have parsed
+    # more than the 12 crystals asked of it, and every parsed one would otherwise start a flow.
+    options = ["--n-samples", "12", "--num-steps", "3", "--batch-size", "3"]
     kit(one, "sample", *options)
     torchrun(two, "sample", *options)
     for model in ("flowllm", "flowmm", "flowmm_csp", "flowllm_types"):
