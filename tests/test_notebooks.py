@@ -4,9 +4,11 @@ folder (later notebooks read what earlier ones wrote), and the runner skips fini
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import pytest
 
 from flowllm_kit import pretrained
@@ -80,6 +82,33 @@ def test_series_starts_from_a_checkpoint(run_dir: Path, tmp_path: Path) -> None:
     assert (run / "lora" / "llm" / "model" / "adapter_model.safetensors").is_file()
     assert folder.pairs.is_file()  # notebook 04 sampled the installed LLM
     assert json.loads(folder.installed_checkpoint.read_text())["checkpoint"] == "smoke-models"
+
+
+@pytest.mark.notebooks
+def test_comparison_marks_the_systems_notebook_07_left_out(run_dir: Path, tmp_path: Path) -> None:
+    """Notebook 07 evaluating some systems (as the demo leaves FlowMM-CSP out): notebook 08
+    saves a 'not evaluated' row without numbers for each of the others, not no row."""
+    if not (run_dir / "evaluation" / "comparison.csv").is_file():
+        pytest.skip("needs the smoke series of this module (run the whole file)")
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    parameters = {"system_names": ["flowllm", "llm_only"], "controls": ["real"]}
+    timings = run_series(
+        preset="smoke", run_dir=run, notebooks_dir=NOTEBOOKS_DIR, only=["07", "08"], redo=True,
+        parameters=parameters,
+    )  # fmt: skip
+    assert list(timings) == ["07_evaluate", "08_compare"]
+    table = pd.read_csv(RunFolder(run).comparison, index_col=["system", "source"])
+    status = table.xs("this run", level="source")["status"].to_dict()
+    left_out = {"flowmm", "flowmm_csp", "flowllm_types"}
+    assert status == {"flowllm": "evaluated", "llm_only": "evaluated"} | dict.fromkeys(
+        left_out, "not evaluated"
+    )
+    assert table.loc[("real", "this run (control)"), "status"] == "control"
+    assert ("perturbed", "this run (control)") not in table.index
+    numbers = table.drop(columns="status")
+    assert numbers.loc[[(name, "this run") for name in left_out]].isna().all().all()
+    assert numbers.loc[("flowllm", "this run")].notna().any()
 
 
 def _write_notebook(path: Path, *sources: str) -> None:
