@@ -11,7 +11,8 @@ evaluation scores beside the others (``benchmarks/shipped_comparison.py`` lists 
 It also writes ``benchmarks/results/flow_steps_ablation.md``: the structural validity of the LLM's
 crystals, of the shipped FlowLLM's refinements of them and of the short FlowLLM's, with how many
 of the LLM's invalid crystals each flow made valid and how many valid ones it broke (structural
-validity needs no relaxation, so this part takes seconds).
+validity needs no relaxation, so this part takes seconds), and how many of the invalid ones hold
+two atoms of one element at one place, which no noise-free flow can separate.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import numpy as np
 from machine import describe  # benchmarks/machine.py
 
 from flowllm_kit.crystal import read_crystals, write_crystals
+from flowllm_kit.crystal.convert import as_structures
 from flowllm_kit.evaluate import structural_validity
 from flowllm_kit.evaluate.intervals import rate_estimate
 from flowllm_kit.flow import FlowSamplerConfig, sample_in_chunks
@@ -92,7 +94,38 @@ def _validity_report(run: RunFolder, sets: dict, starts: list) -> str:
             f"| {label} | {rate.value:.1f} [{rate.low:.1f}, {rate.high:.1f}] | "
             f"{repaired} of {int((~before).sum())} | {broken} of {int(before.sum())} |"
         )
+    invalid = [c for c, ok in zip(starts, before, strict=True) if not ok]
+    coincident = [c.id for c in invalid if _has_coincident_pair(c)]
+    lines += [
+        "",
+        "## Why invalid starts stay invalid: coincident atoms",
+        "",
+        f"{len(coincident)} of the LLM's {len(invalid)} structurally invalid crystals hold two "
+        f"atoms of the same element less than {COINCIDENT} Å apart (the LLM wrote one site twice). "
+        "The velocity network is permutation equivariant, so two atoms of one element at one place "
+        "get the same velocity, and an ODE sampler without noise moves them together: no flow, "
+        "however trained, separates them. How many are still coincident after each flow:",
+        "",
+        "| crystals | still coincident |",
+        "|---|---|",
+    ]
+    for label, crystals in list(sets.items())[1:]:
+        by_id = {c.id: c for c in crystals}
+        still = sum(_has_coincident_pair(by_id[i]) for i in coincident)
+        lines.append(f"| {label} | {still} of {len(coincident)} |")
     return "\n".join(lines) + "\n"
+
+
+COINCIDENT = 0.01  # Å
+
+
+def _has_coincident_pair(crystal) -> bool:
+    """Whether two atoms of the same element lie within :data:`COINCIDENT` Å (periodic images)."""
+    (structure,) = as_structures([crystal])
+    distances = structure.distance_matrix
+    np.fill_diagonal(distances, np.inf)
+    same = crystal.atomic_numbers[:, None] == crystal.atomic_numbers[None, :]
+    return bool(((distances < COINCIDENT) & same).any())
 
 
 if __name__ == "__main__":
