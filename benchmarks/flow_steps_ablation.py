@@ -95,7 +95,7 @@ def _validity_report(run: RunFolder, sets: dict, starts: list) -> str:
             f"{repaired} of {int((~before).sum())} | {broken} of {int(before.sum())} |"
         )
     invalid = [c for c, ok in zip(starts, before, strict=True) if not ok]
-    coincident = [c.id for c in invalid if _has_coincident_pair(c)]
+    coincident = [c.id for c in invalid if has_coincident_pair(c)]
     lines += [
         "",
         "## Why invalid starts stay invalid: coincident atoms",
@@ -111,7 +111,7 @@ def _validity_report(run: RunFolder, sets: dict, starts: list) -> str:
     ]
     for label, crystals in list(sets.items())[1:]:
         by_id = {c.id: c for c in crystals}
-        still = sum(_has_coincident_pair(by_id[i]) for i in coincident)
+        still = sum(has_coincident_pair(by_id[i]) for i in coincident)
         lines.append(f"| {label} | {still} of {len(coincident)} |")
     return "\n".join(lines) + "\n"
 
@@ -119,7 +119,7 @@ def _validity_report(run: RunFolder, sets: dict, starts: list) -> str:
 COINCIDENT = 0.01  # Å
 
 
-def _has_coincident_pair(crystal) -> bool:
+def has_coincident_pair(crystal) -> bool:
     """Whether two atoms of the same element lie within :data:`COINCIDENT` Å (periodic images)."""
     (structure,) = as_structures([crystal])
     distances = structure.distance_matrix
