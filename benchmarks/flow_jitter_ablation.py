@@ -26,8 +26,12 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
-from flow_steps_ablation import has_coincident_pair  # benchmarks/flow_steps_ablation.py
-from machine import describe  # benchmarks/machine.py
+from flow_steps_ablation import (  # benchmarks/flow_steps_ablation.py
+    has_coincident_pair,
+    still_coincident,
+    validity_change,
+)
+from machine import commit, describe  # benchmarks/machine.py
 
 from flowllm_kit.crystal import Crystal
 from flowllm_kit.evaluate import structural_validity
@@ -65,21 +69,16 @@ def main() -> None:
         for jitter in (0.0, args.noise):
             refined = _refine(network, _jittered(starts, jitter), sampler)
             after = np.asarray(structural_validity(refined), dtype=bool)
-            refined_by_id = {c.id: c for c in refined}
-            still = sum(has_coincident_pair(refined_by_id[i]) for i in coincident)
-            rate = rate_estimate(after)
+            still = still_coincident(refined, coincident)
             rows.append(
-                f"| {trained:g} | {jitter:g} | {rate.value:.1f} [{rate.low:.1f}, {rate.high:.1f}] "
-                f"| {int((~before & after).sum())} of {int((~before).sum())} "
-                f"| {int((before & ~after).sum())} of {int(before.sum())} "
+                f"| {trained:g} | {jitter:g} | {validity_change(before, after)} "
                 f"| {still} of {len(coincident)} |"
             )
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
     start_rate = rate_estimate(before)
     lines = [
         "# Start jitter against coincident atoms (benchmarks/flow_jitter_ablation.py)",
         "",
-        f"Measured {date.today()} at commit `{commit.stdout.strip()}` on the run folder "
+        f"Measured {date.today()} at commit `{commit()}` on the run folder "
         f"`{run.root.name}`: FlowLLM trained {args.max_steps} steps on its {len(pairs.c0)} pairs "
         f"({sum(map(has_coincident_pair, pairs.c0))} of whose starts hold coincident atoms), "
         + ", ".join(f"{s / 60:.1f} min with training jitter {n:g}" for n, s in seconds.items())

@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 from datetime import date
 from pathlib import Path
 
 import numpy as np
-from machine import describe  # benchmarks/machine.py
+from machine import commit, describe  # benchmarks/machine.py
 
 from flowllm_kit.crystal import read_crystals, write_crystals
 from flowllm_kit.crystal.convert import as_structures
@@ -72,11 +71,10 @@ def main() -> None:
 def _validity_report(run: RunFolder, sets: dict, starts: list) -> str:
     """Structural validity of each set, and how each flow moved the LLM's valid/invalid ones."""
     before = np.asarray(structural_validity(starts), dtype=bool)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
     lines = [
         "# Does the flow repair the LLM's invalid crystals? (benchmarks/flow_steps_ablation.py)",
         "",
-        f"Measured {date.today()} at commit `{commit.stdout.strip()}` on the run folder "
+        f"Measured {date.today()} at commit `{commit()}` on the run folder "
         f"`{run.root.name}`: {len(starts)} LLM crystals, refined by the same sampler.",
         describe(),
         "",
@@ -87,13 +85,7 @@ def _validity_report(run: RunFolder, sets: dict, starts: list) -> str:
         if [c.id for c in crystals] != [c.id for c in starts]:
             raise ValueError(f"{label}: not the refinements of the run's LLM crystals, in order")
         after = np.asarray(structural_validity(crystals), dtype=bool)
-        rate = rate_estimate(after)
-        repaired = int((~before & after).sum())
-        broken = int((before & ~after).sum())
-        lines.append(
-            f"| {label} | {rate.value:.1f} [{rate.low:.1f}, {rate.high:.1f}] | "
-            f"{repaired} of {int((~before).sum())} | {broken} of {int(before.sum())} |"
-        )
+        lines.append(f"| {label} | {validity_change(before, after)} |")
     invalid = [c for c, ok in zip(starts, before, strict=True) if not ok]
     coincident = [c.id for c in invalid if has_coincident_pair(c)]
     lines += [
@@ -110,10 +102,19 @@ def _validity_report(run: RunFolder, sets: dict, starts: list) -> str:
         "|---|---|",
     ]
     for label, crystals in list(sets.items())[1:]:
-        by_id = {c.id: c for c in crystals}
-        still = sum(has_coincident_pair(by_id[i]) for i in coincident)
-        lines.append(f"| {label} | {still} of {len(coincident)} |")
+        lines.append(f"| {label} | {still_coincident(crystals, coincident)} of {len(coincident)} |")
     return "\n".join(lines) + "\n"
+
+
+def validity_change(before: np.ndarray, after: np.ndarray) -> str:
+    """Table cells: the valid rate after a flow with its Wilson interval, how many of the invalid
+    starts it made valid and how many valid ones it broke."""
+    rate = rate_estimate(after)
+    return (
+        f"{rate.value:.1f} [{rate.low:.1f}, {rate.high:.1f}] "
+        f"| {int((~before & after).sum())} of {int((~before).sum())} "
+        f"| {int((before & ~after).sum())} of {int(before.sum())}"
+    )
 
 
 COINCIDENT = 0.01  # Å
@@ -126,6 +127,12 @@ def has_coincident_pair(crystal) -> bool:
     np.fill_diagonal(distances, np.inf)
     same = crystal.atomic_numbers[:, None] == crystal.atomic_numbers[None, :]
     return bool(((distances < COINCIDENT) & same).any())
+
+
+def still_coincident(crystals: list, ids: list[str]) -> int:
+    """How many of the crystals with these ids still hold a coincident pair."""
+    by_id = {c.id: c for c in crystals}
+    return sum(has_coincident_pair(by_id[i]) for i in ids)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import re
+import subprocess
 from pathlib import Path
 
 import torch
@@ -22,3 +23,9 @@ def describe(threads: str = "") -> str:
         f"- CPU: {model}, {os.cpu_count()} logical cores; torch {torch.__version__}{note}\n"
         f"- load average at start (1/5/15 min): {load}"
     )
+
+
+def commit() -> str:
+    """The short hash of the checked-out commit ("unknown" outside a git checkout)."""
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return done.stdout.strip() or "unknown"

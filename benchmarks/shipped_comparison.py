@@ -26,7 +26,7 @@ from datetime import date
 from pathlib import Path
 
 import pandas as pd
-from machine import describe  # benchmarks/machine.py
+from machine import commit, describe  # benchmarks/machine.py
 
 from flowllm_kit.run import RunFolder
 from flowllm_kit.stages import differences_table
@@ -84,11 +84,6 @@ def _cell(value: float, low: float, high: float) -> str:
     return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
-def _commit() -> str:
-    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    return done.stdout.strip() or "unknown"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path, help="a run folder sampled from a checkpoint")
@@ -127,7 +122,7 @@ def main() -> None:
         f"# The shipped `{provenance['checkpoint']}` models at {args.n} crystals per system "
         "(benchmarks/shipped_comparison.py)",
         "",
-        f"Evaluated {date.today().isoformat()} at commit `{_commit()}` on the run folder "
+        f"Evaluated {date.today().isoformat()} at commit `{commit()}` on the run folder "
         f"`{run.root.name}`; the models are checkpoint `{provenance['checkpoint']}` (trained at "
         f"`{provenance['trained_at_commit']}`), sampled by notebooks 04 and 06 of `make demo`.",
         "Trained on MP-20 val, evaluated against MP-20 test, `demo` evaluation settings (CHGNet, "
