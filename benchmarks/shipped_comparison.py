@@ -75,7 +75,8 @@ CLAIMS = {
 }  # fmt: skip
 
 
-def _cell(value: float, low: float, high: float) -> str:
+def interval_cell(value: float, low: float, high: float) -> str:
+    """A table cell: the value with its 95% interval, or "n/c" where it was not computed."""
     if pd.isna(value):
         return "n/c"
     digits = 1 if abs(value) >= 10 else 2 if abs(value) >= 0.1 else 3
@@ -115,7 +116,7 @@ def main() -> None:
 
     systems = [s for s in SYSTEMS if s in set(table["system"])]
     wide = {
-        (row.metric, row.system): _cell(row.value, row.low, row.high)
+        (row.metric, row.system): interval_cell(row.value, row.low, row.high)
         for row in table.itertuples(index=False)
     }
     lines = [
@@ -153,7 +154,7 @@ def main() -> None:
     full = pd.read_csv(run.metrics_intervals)
     for (first, second), metrics in CLAIMS.items():
         for row in differences_table(full, [(first, second)], metrics).itertuples(index=False):
-            cell = _cell(row.difference, row.low, row.high)
+            cell = interval_cell(row.difference, row.low, row.high)
             mark = "yes" if row.excludes_zero else "no"
             lines.append(
                 f"| {SYSTEMS[first]} − {SYSTEMS[second]} | {row.metric} | {cell} | {mark} |"

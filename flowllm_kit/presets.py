@@ -1,5 +1,5 @@
 """Named presets: ``smoke`` (CI, seconds to minutes), ``demo`` (2-core CPU, tens of minutes),
-``paper`` (GPU, paper scale).
+``kit`` (the kit-scale recipe: hours of CPU, minutes of GPU), ``paper`` (GPU, paper scale).
 
 A preset is an instance of the components' config dataclasses, not a bag of constants. Each
 stage adds its config here as it lands; notebooks and the command line read them through
@@ -16,13 +16,16 @@ __all__ = [
     "DataConfig",
     "EvaluationConfig",
     "Preset",
+    "PRESET_NAMES",
     "PresetName",
     "configure_threads",
     "get_preset",
     "lookup_preset",
 ]
 
-PresetName = Literal["smoke", "demo", "paper"]
+PresetName = Literal["smoke", "demo", "kit", "paper"]
+PRESET_NAMES: tuple[PresetName, ...] = ("smoke", "demo", "kit", "paper")
+"""Every preset, smallest first (the command lines' ``--preset`` choices)."""
 T = TypeVar("T")
 
 
@@ -105,6 +108,20 @@ _PRESETS: dict[str, Preset] = {
         num_samples=250,  # 200 evaluated; benchmarks/shipped_comparison.py draws 500
         checkpoint="mp20-demo",
     ),
+    # The kit-scale recipe (python -m flowllm_kit recipe --preset kit): the demo's data, tens of
+    # thousands of LLM/real pairs and flows trained until their validation loss stops falling;
+    # 500 crystals per system evaluated, the size of the comparison in the README.
+    "kit": Preset(
+        name="kit",
+        data=DataConfig(dataset="mp_20", train_split="val", eval_split="test"),
+        evaluation=EvaluationConfig(
+            n_evaluate=500,
+            n_reference=256,
+            systems=("flowllm", "llm_only", "flowmm", "flowllm_types"),
+            controls=("real",),
+        ),
+        num_samples=600,
+    ),
     "paper": Preset(
         name="paper",
         data=DataConfig(dataset="mp_20", train_split="train", eval_split="test"),
@@ -128,7 +145,7 @@ def get_preset(name: PresetName) -> Preset:
     """The preset called ``name``.
 
     Raises:
-        ValueError: If ``name`` is not one of ``smoke``, ``demo``, ``paper``.
+        ValueError: If ``name`` is not one of :data:`PRESET_NAMES`.
     """
     return lookup_preset(_PRESETS, name)
 

@@ -10,7 +10,7 @@ import torch
 
 from flowllm_kit.flow import network_preset, train_preset
 from flowllm_kit.llm import LLMConfig, llm_preset
-from flowllm_kit.presets import configure_threads, get_preset
+from flowllm_kit.presets import PRESET_NAMES, configure_threads, get_preset
 
 
 @pytest.mark.parametrize("lookup", [get_preset, llm_preset, network_preset, train_preset])
@@ -27,7 +27,7 @@ def test_configure_threads_uses_argument_then_preset() -> None:
     assert configure_threads("demo") == before  # demo leaves torch's setting alone
 
 
-@pytest.mark.parametrize("name", ["smoke", "demo", "paper"])
+@pytest.mark.parametrize("name", PRESET_NAMES)
 def test_a_run_preset_holds_each_components_preset_once(name: str) -> None:
     from flowllm_kit.evaluate import ReportSettings, report_preset
     from flowllm_kit.flow import flow_configs
@@ -48,7 +48,7 @@ def test_a_run_preset_holds_each_components_preset_once(name: str) -> None:
     assert whole["training"]["max_steps"] == preset.training.max_steps
 
 
-@pytest.mark.parametrize("name", ["smoke", "demo", "paper"])
+@pytest.mark.parametrize("name", PRESET_NAMES)
 def test_the_systems_a_preset_evaluates_are_ones_a_run_can_hold(name: str) -> None:
     from flowllm_kit.run import LLM_ONLY
     from flowllm_kit.stages.flow import FLOW_MODELS
@@ -62,8 +62,25 @@ def test_the_systems_a_preset_evaluates_are_ones_a_run_can_hold(name: str) -> No
 def test_relaxation_budget_of_each_preset() -> None:
     from flowllm_kit.evaluate import report_preset
 
-    steps = {name: report_preset(name).relax.max_steps for name in ("smoke", "demo", "paper")}
-    assert steps == {"smoke": 100, "demo": 250, "paper": 1500}  # paper: docs/METHOD.md §9
+    steps = {name: report_preset(name).relax.max_steps for name in PRESET_NAMES}
+    assert steps == {"smoke": 100, "demo": 250, "kit": 250, "paper": 1500}  # docs/METHOD.md §9
+
+
+def test_kit_preset_is_the_paper_method_at_kit_scale() -> None:
+    """The kit-scale recipe: the paper's pair sampling and rejection (no constrained
+    decoding), tens of thousands of pairs, flows stopped by their validation loss, 500 crystals
+    evaluated per system."""
+    kit = llm_preset("kit")
+    pairs = kit.pairs
+    assert (pairs.temperature, pairs.top_p, pairs.constrain_composition) == (0.9, 0.99, False)
+    assert pairs.num_pairs >= 10_000 and pairs.max_draws >= 3 * pairs.num_pairs
+    assert kit.finetune.max_steps > llm_preset("demo").finetune.max_steps
+    training = train_preset("kit")
+    assert training.patience and training.val_every and training.max_steps >= 10_000
+    assert network_preset("kit") == network_preset(
+        "demo"
+    )  # the shipped demo's shape, trained on more
+    assert get_preset("kit").evaluation.n_evaluate == 500 <= get_preset("kit").num_samples
 
 
 def test_presets_command_prints_a_preset_whole(capsys) -> None:

@@ -10,6 +10,7 @@ Usage::
     python -m flowllm_kit train-flow --preset smoke --run-dir runs/smoke --max-steps 200
     python -m flowllm_kit sample     --preset smoke --run-dir runs/smoke --num-steps 50
     python -m flowllm_kit evaluate   --preset smoke --run-dir runs/smoke
+    python -m flowllm_kit recipe     --preset kit   --run-dir runs/kit   (every training stage)
     python -m flowllm_kit submit-array sample-llm --preset paper --tasks 64   (then merge-array)
     python -m flowllm_kit view       runs/smoke --port 8050
     python -m flowllm_kit presets    show demo
@@ -32,6 +33,7 @@ from flowllm_kit.cli import (
     generate_command,
     llm_commands,
     presets_command,
+    recipe_command,
     view_command,
 )
 from flowllm_kit.cli.common import CommandError, add_common_options
@@ -45,6 +47,7 @@ _MODULES = (
     llm_commands,
     flow_commands,
     evaluate_command,
+    recipe_command,
     array_command,
     view_command,
     presets_command,

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from flowllm_kit.distributed import init_world
-from flowllm_kit.presets import configure_threads
+from flowllm_kit.presets import PRESET_NAMES, configure_threads
 from flowllm_kit.run import RunFolder
 
 __all__ = [
@@ -21,7 +21,7 @@ __all__ = [
     "setup",
 ]
 
-PRESETS = ("smoke", "demo", "paper")
+PRESETS = PRESET_NAMES
 
 
 class CommandError(Exception):

@@ -57,7 +57,7 @@ def _train_flow_options(parser: argparse.ArgumentParser) -> None:
         "--patience",
         type=int,
         help="stop after this many validations without a lower validation loss (needs "
-        "pairs --num-val-pairs; default: train to --max-steps)",
+        "pairs --num-val-pairs; default: the preset's, else train to --max-steps)",
     )
     parser.add_argument("--no-resume", action="store_true", help="ignore earlier checkpoints")
 
@@ -80,7 +80,7 @@ def train_flow(args: argparse.Namespace) -> None:
         max_steps=args.max_steps or config.max_steps,
         batch_size=args.batch_size or config.batch_size,
         seed=args.seed,
-        patience=args.patience,
+        patience=config.patience if args.patience is None else args.patience,
     )
     trained = train_flows(
         run, flow_runs(pairs, val_pairs, denoise=denoise, noise_std=args.noise_std),

@@ -44,6 +44,7 @@ REPORT_PRESETS = {
     # The demo relaxes 200 crystals per system at up to 250 FIRE steps (docs/METHOD.md §9: the
     # paper's 1,500 do not fit its time budget; the report counts the capped relaxations).
     "demo": ReportSettings(relax=RelaxConfig(max_steps=250)),
+    "kit": ReportSettings(relax=RelaxConfig(max_steps=250)),
     "paper": ReportSettings(),
 }
 

@@ -143,6 +143,10 @@ NETWORK_PRESETS: dict[str, NetworkConfig] = {
     "demo": NetworkConfig(
         hidden_dim=128, time_dim=64, num_layers=3, num_frequencies=32, **KIT_NETWORK_CHOICES
     ),
+    # Kit scale: the demo's network, trained longer on more pairs (TRAIN_PRESETS["kit"]).
+    "kit": NetworkConfig(
+        hidden_dim=128, time_dim=64, num_layers=3, num_frequencies=32, **KIT_NETWORK_CHOICES
+    ),
     # FlowLLM paper: hidden 512, time 256, 6 layers; with reference_network() the reference's
     # 2,313-wide edge input.
     "paper": NetworkConfig(
@@ -152,7 +156,7 @@ NETWORK_PRESETS: dict[str, NetworkConfig] = {
 
 
 def network_preset(name: PresetName) -> NetworkConfig:
-    """The named :class:`NetworkConfig` (``"smoke"``, ``"demo"`` or ``"paper"``)."""
+    """The named :class:`NetworkConfig` (``"smoke"``, ``"demo"``, ``"kit"`` or ``"paper"``)."""
     return lookup_preset(NETWORK_PRESETS, name)
 
 
@@ -334,6 +338,18 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
         val_every=250,
         checkpoint_every=500,
         ema_decay=0.995,
+        loss=KIT_LOSS,
+    ),
+    # Kit scale: until the validation loss (on validation pairs, `pairs --num-val-pairs`) has
+    # not fallen for 4 validations in a row (2,000 steps), at most 20,000 steps.
+    "kit": TrainConfig(
+        batch_size=64,
+        max_steps=20_000,
+        learning_rate=1e-3,
+        val_every=500,
+        patience=4,
+        checkpoint_every=500,
+        ema_decay=0.999,
         loss=KIT_LOSS,
     ),
     "paper": TrainConfig(loss=KIT_LOSS),

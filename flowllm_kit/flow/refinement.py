@@ -205,7 +205,7 @@ def refinement_errors(
     )
 
 
-DENOISE_PAIRS = {"smoke": 64, "demo": 5_000, "paper": 0}
+DENOISE_PAIRS = {"smoke": 64, "demo": 5_000, "kit": 5_000, "paper": 0}
 """Denoising pairs added to FlowLLM's LLM pairs per preset (notebook 05, ``train-flow``)."""
 
 

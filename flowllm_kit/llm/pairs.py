@@ -165,6 +165,7 @@ def build_pairs(
     config: PairConfig = PairConfig(),  # noqa: B008 (frozen dataclass)
     batch_size: int = 64,
     max_new_tokens: int = 512,
+    continuous: bool = False,
     seed: int = 0,
     progress_bar: bool = True,
     sharded: bool | None = None,
@@ -188,6 +189,9 @@ def build_pairs(
         config: Pair count, sampling temperature / top-p (paper: 0.9 / 0.99), noise.
         batch_size: Prompts per generate call.
         max_new_tokens: Longest sample.
+        continuous: Refill a batch's rows as their texts end (continuous batching: 2-3x the
+            draws per second of padded batches on the CPU, benchmarks/results/llm_sampling.md).
+            Not with ``config.constrain_composition``, which decodes in padded batches.
         seed: Seed of target choice and sampling.
         progress_bar: Show a progress bar.
         sharded: Draw over the launcher's processes (:mod:`flowllm_kit.llm.sharded`); None:
@@ -220,6 +224,7 @@ def build_pairs(
         top_p=config.top_p,
         max_new_tokens=max_new_tokens,
         batch_size=batch_size,
+        continuous=continuous,
     )
     result = sample_crystals(
         model,

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from flowllm_kit.notebooks import find_notebooks, record_times, run_series, summary
+from flowllm_kit.presets import PRESET_NAMES
 
 __all__ = ["main"]
 
@@ -21,7 +22,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the notebook series")
-    run.add_argument("--preset", choices=["smoke", "demo", "paper"], default="demo")
+    run.add_argument("--preset", choices=PRESET_NAMES, default="demo")
     run.add_argument("--run-dir", default=None, help="run folder (default runs/<preset>)")
     run.add_argument("--notebooks-dir", default="notebooks")
     run.add_argument("--only", nargs="*", default=[], help="notebook numbers or names to run")
@@ -47,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="store a finished run's stage times as the expected times the runner prints",
     )
     record.add_argument("run_dir")
-    record.add_argument("--preset", required=True, choices=["smoke", "demo", "paper"])
+    record.add_argument("--preset", required=True, choices=PRESET_NAMES)
     record.add_argument("--notebooks-dir", default="notebooks")
     record.add_argument("--note", default="", help="how the run was made (printed with it)")
     args = parser.parse_args(argv)

@@ -22,7 +22,7 @@ import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from flowllm_kit import llm, text
 from flowllm_kit.crystal import Crystal
@@ -281,9 +281,11 @@ def build_val_pairs(
     )  # fmt: skip
 
 
-def _generation(config: LLMConfig) -> dict[str, int]:
-    """The batch size and longest text of the run's sampling, which the pair sets share."""
+def _generation(config: LLMConfig) -> dict[str, Any]:
+    """The batch size, longest text and batching of the run's sampling, which the pair sets
+    share."""
     return {
         "batch_size": config.sampling.batch_size,
         "max_new_tokens": config.sampling.max_new_tokens,
+        "continuous": config.sampling.continuous,
     }

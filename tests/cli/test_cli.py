@@ -48,6 +48,7 @@ COMMAND_OPTIONS = {
     "export-checkpoint": ["--description", "--flows", "--trained-at"],
     "submit-array": ["--tasks", "--cluster", "--partition", "--gpus-per-task", "--max-draws"],
     "merge-array": ["--num-samples"],
+    "recipe": ["--stages", "--redo", "--llm-from", "--models"],
 }
 COMMON_OPTIONS = ["--preset", "--run-dir", "--seed", "--threads"]
 

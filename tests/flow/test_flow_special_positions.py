@@ -22,6 +22,7 @@ from flowllm_kit.flow import FlowStatistics, VelocityNetwork, network_preset
 from flowllm_kit.flow.graph import minimum_image_distance, smooth_direction
 from flowllm_kit.geometry import lattice, torus
 from flowllm_kit.geometry.lattice import LatticeStatistics
+from flowllm_kit.presets import PRESET_NAMES
 
 
 def _network(**changes) -> VelocityNetwork:
@@ -241,7 +242,7 @@ def test_minimum_image_distance_known_cells():
     torch.testing.assert_close(d, torch.tensor([a / 2], dtype=torch.float64))
 
 
-@pytest.mark.parametrize("name", ["smoke", "demo", "paper"])
+@pytest.mark.parametrize("name", PRESET_NAMES)
 def test_presets_use_the_continuous_direction(name):
     assert network_preset(name).smooth_direction
 

@@ -14,9 +14,10 @@ from flowllm_kit.llm import (
     ScratchModelConfig,
     llm_preset,
 )
+from flowllm_kit.presets import PRESET_NAMES
 
 
-@pytest.mark.parametrize("name", ["smoke", "demo", "paper"])
+@pytest.mark.parametrize("name", PRESET_NAMES)
 def test_presets_round_trip_through_json(name: str) -> None:
     config = llm_preset(name)
     assert LLMConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config

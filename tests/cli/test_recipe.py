@@ -1,0 +1,79 @@
+"""``python -m flowllm_kit recipe``: every training stage of a preset in one command, each
+recorded with its device and time, a finished stage skipped and an interrupted one resumed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from flowllm_kit.cli import main
+from flowllm_kit.cli.recipe_command import RECIPE_FILE, recipe_stages
+from flowllm_kit.crystal import read_crystals
+from flowllm_kit.run import RunFolder
+
+
+def run(*argv: str) -> int:
+    try:
+        return main(list(argv))
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+
+
+def test_recipe_refuses_unknown_stages_and_checkpoints(
+    data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    common = ["recipe", "--preset", "smoke", "--run-dir", str(tmp_path)]
+    assert run(*common, "--stages", "pairs", "flow-flowmm_csp") == 2
+    assert "unknown stages ['flow-flowmm_csp']" in capsys.readouterr().err
+    assert run(*common, "--stages", "llm", "--llm-from", "no-such-checkpoint") == 2
+    assert "--llm-from no-such-checkpoint" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_recipe_records_skips_and_resumes(
+    data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = RunFolder(tmp_path / "run")
+    argv = ["recipe", "--preset", "smoke", "--run-dir", str(folder.root), "--models", "flowllm"]
+    assert run(*argv, "--threads", "1") == 0
+    path = folder.root / RECIPE_FILE
+    record = json.loads(path.read_text())
+    assert record["preset"] == "smoke"
+    assert list(record["stages"]) == list(recipe_stages(("flowllm",)))
+    for entry in record["stages"].values():
+        assert entry["status"] == "done" and len(entry["attempts"]) == 1
+        assert entry["attempts"][0]["device"].startswith("CPU: ")
+        assert entry["seconds"] == entry["attempts"][0]["seconds"] >= 0
+    assert record["stages"]["pairs"]["result"]["pairs"] == 16  # the smoke preset's pair count
+    assert record["stages"]["flow-flowllm"]["result"]["steps"] == 200  # its max_steps
+    samples = folder.samples_file("flowllm")
+    assert record["stages"]["samples"]["result"] == {"flowllm": 16}
+    assert len(read_crystals(samples)) == 16
+    first = samples.read_bytes()
+
+    # Run again: every recorded stage is skipped.
+    capsys.readouterr()
+    assert run(*argv, "--threads", "1") == 0
+    assert capsys.readouterr().out.count("skipped") == len(record["stages"])
+    assert json.loads(path.read_text()) == record
+
+    # A stage interrupted mid-way (recorded as running) runs again and resumes from what it
+    # saved: the flow's checkpoint is at its last step, so it trains no more and the samples
+    # come out the same.
+    for stage in ("flow-flowllm", "samples"):
+        record["stages"][stage]["status"] = "running"
+    path.write_text(json.dumps(record))
+    assert run(*argv, "--threads", "1") == 0
+    again = json.loads(path.read_text())
+    assert len(again["stages"]["flow-flowllm"]["attempts"]) == 2
+    assert again["stages"]["flow-flowllm"]["result"]["steps"] == 200
+    assert len(again["stages"]["llm"]["attempts"]) == 1
+    assert samples.read_bytes() == first
+
+    # --redo runs a finished stage again; another preset in the same folder is refused.
+    assert run(*argv, "--threads", "1", "--stages", "samples", "--redo", "samples") == 0
+    assert len(json.loads(path.read_text())["stages"]["samples"]["attempts"]) == 3
+    assert run("recipe", "--preset", "demo", "--run-dir", str(folder.root)) == 2
+    assert "records the 'smoke' recipe" in capsys.readouterr().err
