@@ -209,6 +209,11 @@ class RunFolder:
         (written by :meth:`flowllm_kit.pretrained.Pretrained.install`)."""
         return self.root / "checkpoint.json"
 
+    @property
+    def recipe(self) -> Path:
+        """Each stage the ``recipe`` command finished: device, wall time, commit, result."""
+        return self.root / "recipe.json"
+
     # --- the series runner ---------------------------------------------------------------
     @property
     def notebooks(self) -> Path:

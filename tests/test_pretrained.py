@@ -21,6 +21,7 @@ from flowllm_kit import pretrained
 from flowllm_kit.cli import main
 from flowllm_kit.crystal import CrystalBatch
 from flowllm_kit.flow import FlowSamplerConfig
+from flowllm_kit.llm import llm_preset
 from flowllm_kit.llm.crystal_lists import read_crystal_lists
 from flowllm_kit.run import RunFolder
 from flowllm_kit.stages import SelectedCrystals, load_flows, select_crystals
@@ -50,6 +51,25 @@ def test_the_shipped_checkpoint_loads_by_name_and_matches_its_manifest():
     assert not checkpoint.flow("flowllm").type_bits and checkpoint.flow("flowmm").type_bits
     with pytest.raises(pretrained.CheckpointError, match="no 'cdvae' flow"):
         checkpoint.flow("cdvae")
+
+
+def test_the_kit_checkpoint_is_the_demo_llm_with_the_kit_recipes_flowllm():
+    """mp20-kit: FlowLLM trained by the recipe command on the kit preset's pairs, beside the
+    unchanged mp20-demo LLM that drew them; its manifest records where each stage ran."""
+    kit, demo = pretrained.load("mp20-kit"), pretrained.load(SHIPPED)
+    assert kit.flows == ("flowllm",)
+    for name in ("llm/model/model.safetensors", "llm/model/tokenizer.json"):
+        assert kit.manifest["files"][name]["sha256"] == demo.manifest["files"][name]["sha256"]
+    recipe = kit.manifest["recipe"]
+    assert recipe["preset"] == "kit"
+    flow = recipe["stages"]["flow-flowllm"]
+    assert flow["status"] == "done" and flow["result"]["stopped_early"]
+    assert flow["result"]["train_pairs"] == llm_preset("kit").pairs.num_pairs
+    assert all(a["device"] and a["seconds"] >= 0 for a in flow["attempts"])
+    assert kit.manifest["flows"]["flowllm"]["step"] == flow["result"]["steps"]
+    sizes = [f["bytes"] for c in (kit, demo) for f in c.manifest["files"].values()]
+    assert sum(sizes) < 25e6  # every shipped checkpoint together
+    assert not kit.flow("flowllm").type_bits
 
 
 def test_export_then_load_keeps_every_weight(tmp_path: Path):

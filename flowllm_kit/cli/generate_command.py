@@ -155,6 +155,8 @@ def export_checkpoint(args: argparse.Namespace) -> None:
         }
     config = json.loads(run.llm_config.read_text())
     recipe = {"preset": args.preset, "llm_finetune": config.get("finetune")}
+    if run.recipe.is_file():  # the recipe command's record: each stage's device and time
+        recipe["stages"] = json.loads(run.recipe.read_text())["stages"]
     checkpoint = pretrained.export(
         run, args.out, description=args.description, recipe=recipe, flows=args.flows,
         metrics=metrics, trained_at=args.trained_at,

@@ -42,9 +42,8 @@ from flowllm_kit.flow.train import resolve_device
 from flowllm_kit.presets import get_preset
 from flowllm_kit.run import RunFolder
 
-__all__ = ["COMMANDS", "RECIPE_FILE", "recipe", "recipe_stages"]
+__all__ = ["COMMANDS", "recipe", "recipe_stages"]
 
-RECIPE_FILE = "recipe.json"
 FLOWS = ("flowllm", "flowmm", "flowllm_types")
 """The flows the recipe trains: the three the comparison needs (FlowMM-CSP is notebook 05's)."""
 VAL_PAIRS = 512
@@ -86,7 +85,7 @@ class RecipeRecord:
     seconds. Written after every stage, so an interrupted recipe keeps what finished."""
 
     def __init__(self, run: RunFolder, preset: str) -> None:
-        self.path = run.root / RECIPE_FILE
+        self.path = run.recipe
         self.data: dict[str, Any] = {"preset": preset, "stages": {}}
         if self.path.is_file():
             self.data = json.loads(self.path.read_text())

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from flowllm_kit.cli import main
-from flowllm_kit.cli.recipe_command import RECIPE_FILE, recipe_stages
+from flowllm_kit.cli.recipe_command import recipe_stages
 from flowllm_kit.crystal import read_crystals
 from flowllm_kit.run import RunFolder
 
@@ -38,7 +38,7 @@ def test_recipe_records_skips_and_resumes(
     folder = RunFolder(tmp_path / "run")
     argv = ["recipe", "--preset", "smoke", "--run-dir", str(folder.root), "--models", "flowllm"]
     assert run(*argv, "--threads", "1") == 0
-    path = folder.root / RECIPE_FILE
+    path = folder.recipe
     record = json.loads(path.read_text())
     assert record["preset"] == "smoke"
     assert list(record["stages"]) == list(recipe_stages(("flowllm",)))
