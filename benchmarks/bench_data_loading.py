@@ -2,9 +2,9 @@
 
 Usage::
 
-    python benchmarks/bench_data_loading.py --root ../shared/data            # mp_20 val
-    python benchmarks/bench_data_loading.py --root ../shared/data --workers 1 2
-    python benchmarks/bench_data_loading.py --root ../shared/data --full-size   # + 45k rows
+    python benchmarks/bench_data_loading.py --root $FLOWLLM_KIT_DATA            # mp_20 val
+    python benchmarks/bench_data_loading.py --root $FLOWLLM_KIT_DATA --workers 1 2
+    python benchmarks/bench_data_loading.py --root $FLOWLLM_KIT_DATA --full-size   # + 45k rows
 
 Writes a Markdown table to ``benchmarks/results/data_loading.md`` (``--out`` to change).
 Each run uses a fresh temporary cache folder, so the first load always parses every CIF.
@@ -105,12 +105,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--name", default="mp_20")
     parser.add_argument("--split", default="val")
-    parser.add_argument("--root", default=os.environ.get("FLOWLLM_KIT_DATA", "../shared/data"))
+    parser.add_argument(
+        "--root", default=os.environ.get("FLOWLLM_KIT_DATA"), help="data root ($FLOWLLM_KIT_DATA)"
+    )
     parser.add_argument("--workers", type=int, nargs="+", default=[default_workers()])
     parser.add_argument("--cached-runs", type=int, default=3)
     parser.add_argument("--full-size", action="store_true", help="also time 45,231 rows")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    if args.root is None:
+        parser.error("give --root or set FLOWLLM_KIT_DATA to the folder holding mp_20/")
 
     runs = []
     for workers in args.workers:

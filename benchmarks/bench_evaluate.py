@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/bench_evaluate.py [--data ../shared/data] [--relax 24]
+    python benchmarks/bench_evaluate.py [--data $FLOWLLM_KIT_DATA] [--relax 24]
         [--fingerprints 40] [--sun-sizes 100 500 2000] [--out benchmarks/results/evaluate.md]
 
 "Generated" crystals are stand-ins: MP-20 test crystals with atoms moved by 0.05 Å (Gaussian)
@@ -110,12 +110,16 @@ def chgnet_speed(structures: list[Structure]) -> tuple[list[str], float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument(
+        "--data", type=Path, default=os.environ.get("FLOWLLM_KIT_DATA"), help="$FLOWLLM_KIT_DATA"
+    )
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results/evaluate.md")
     parser.add_argument("--relax", type=int, default=24, help="test crystals to relax")
     parser.add_argument("--fingerprints", type=int, default=40)
     parser.add_argument("--sun-sizes", type=int, nargs="+", default=[100, 500, 2000])
     args = parser.parse_args()
+    if args.data is None:
+        parser.error("give --data or set FLOWLLM_KIT_DATA to the folder holding mp_20/")
     rows: list[tuple[str, int, float, str]] = []  # metric, n, seconds per structure, note
     lines: list[str] = []
 

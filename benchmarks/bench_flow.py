@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from machine import data_root  # benchmarks/machine.py
 from torch.nn import functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -59,8 +60,7 @@ REFERENCE_ANCHOR = 50
 
 
 def atom_counts() -> tuple[np.ndarray, str]:
-    data = Path(os.environ.get("FLOWLLM_KIT_DATA", ROOT.parent / "shared" / "data"))
-    path = data / "mp_20" / "test.csv"
+    path = data_root() / "mp_20" / "test.csv"
     if not path.exists():
         return np.arange(1, 21), "uniform 1-20 (MP-20 test.csv not found)"
     import pandas as pd

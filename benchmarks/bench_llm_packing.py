@@ -5,7 +5,7 @@ Builds the demo preset's scratch model (untrained) and its training texts, then 
 (``finetune._collate``) and packed into rows of each length given (``finetune._packed_collate``).
 Prints the mean step, texts per second and the share of the batch tensor that is padding.
 
-    FLOWLLM_KIT_DATA=../shared/data python benchmarks/bench_llm_packing.py 512 768 1024
+    FLOWLLM_KIT_DATA=/path/to/data python benchmarks/bench_llm_packing.py 512 768 1024
 """
 
 from __future__ import annotations

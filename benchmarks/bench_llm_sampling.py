@@ -31,11 +31,10 @@ import time
 from pathlib import Path
 
 import torch
+from machine import data_root  # benchmarks/machine.py
 
 from flowllm_kit import llm, text
 from flowllm_kit.crystal import Crystal
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mp_20_subset" / "val.csv"
 
 
 def mean_completion_tokens(tokenizer, limit: int = 60) -> float:
@@ -43,7 +42,7 @@ def mean_completion_tokens(tokenizer, limit: int = 60) -> float:
     from pymatgen.core import Structure
 
     csv.field_size_limit(1 << 27)
-    with DATA.open() as handle:
+    with (data_root() / "mp_20_subset" / "val.csv").open() as handle:
         rows = [row for _, row in zip(range(limit), csv.DictReader(handle), strict=False)]
     lengths = []
     for row in rows:

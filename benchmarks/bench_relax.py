@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from machine import data_root  # benchmarks/machine.py
 
 from flowllm_kit.relax import (
     RelaxConfig,
@@ -39,7 +40,6 @@ from flowllm_kit.relax import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("FLOWLLM_KIT_DATA", ROOT.parent / "shared" / "data"))
 # Mean CHGNet steps per generated crystal in the FlowLLM paper (FlowLLM 38, FlowMM 192).
 PAPER_STEPS = {"FlowLLM": 38, "FlowMM": 192}
 
@@ -47,7 +47,7 @@ PAPER_STEPS = {"FlowLLM": 38, "FlowMM": 192}
 def load_inputs(num: int, seed: int) -> list:
     from pymatgen.core import Structure
 
-    frame = pd.read_csv(DATA / "mp_20" / "test.csv")
+    frame = pd.read_csv(data_root() / "mp_20" / "test.csv")
     rows = np.random.default_rng(seed).choice(len(frame), size=num, replace=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # CIF rounding notices

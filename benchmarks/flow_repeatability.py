@@ -5,7 +5,7 @@ by notebook 04) twice with the demo training preset, and compares the two networ
 ``--load`` a busy loop keeps one core occupied meanwhile: thread interleavings then vary, which
 is what exposes a gather whose gradient adds with parallel atomic float additions.
 
-    FLOWLLM_KIT_DATA=../shared/data python benchmarks/flow_repeatability.py runs/demo --load
+    FLOWLLM_KIT_DATA=/path/to/data python benchmarks/flow_repeatability.py runs/demo --load
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ target's atoms, its reduced formula and its elements (``llm.composition_agreemen
 distinct (formula, rounded lattice lengths) the answers hold, a rough guard against a low
 temperature buying agreement with copies.
 
-    FLOWLLM_KIT_DATA=../shared/data python benchmarks/llm_formula_temperature.py runs/demo \\
+    FLOWLLM_KIT_DATA=/path/to/data python benchmarks/llm_formula_temperature.py runs/demo \\
         --settings 0.7,0.9 0.5,0.9 0.3,0.9 0.001,1.0
 """
 

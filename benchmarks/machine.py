@@ -29,3 +29,12 @@ def commit() -> str:
     """The short hash of the checked-out commit ("unknown" outside a git checkout)."""
     done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
     return done.stdout.strip() or "unknown"
+
+
+def data_root() -> Path:
+    """The folder of datasets, ``$FLOWLLM_KIT_DATA`` (the one the kit and its tests read);
+    exits with a message naming the variable when it is not set."""
+    root = os.environ.get("FLOWLLM_KIT_DATA")
+    if not root:
+        raise SystemExit("set FLOWLLM_KIT_DATA to the folder that holds mp_20/ (see README, Data)")
+    return Path(root)
