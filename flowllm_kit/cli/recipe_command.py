@@ -25,12 +25,8 @@ import dataclasses
 import datetime
 import json
 import os
-import platform
-import re
-import subprocess
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -40,6 +36,7 @@ from flowllm_kit.cli.common import CommandError, setup
 from flowllm_kit.flow import FlowSamplerConfig, flow_configs
 from flowllm_kit.flow.train import resolve_device
 from flowllm_kit.presets import get_preset
+from flowllm_kit.provenance import cpu_model, source_commit
 from flowllm_kit.run import RunFolder
 
 __all__ = ["COMMANDS", "recipe", "recipe_stages"]
@@ -60,24 +57,10 @@ def device_description() -> str:
     """Where this process computes: the GPU's name, or the CPU's model, cores and threads."""
     if torch.cuda.is_available():
         return f"GPU: {torch.cuda.get_device_name(0)} (torch {torch.__version__})"
-    model = platform.processor() or "unknown CPU"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        found = re.search(r"model name\s*:\s*(.*)", cpuinfo.read_text())
-        model = found.group(1).strip() if found else model
     return (
-        f"CPU: {model}, {os.cpu_count()} logical cores, {torch.get_num_threads()} torch threads "
-        f"(torch {torch.__version__})"
+        f"CPU: {cpu_model()}, {os.cpu_count()} logical cores, {torch.get_num_threads()} torch "
+        f"threads (torch {torch.__version__})"
     )
-
-
-def _commit() -> str:
-    """The kit's git commit, when it runs from a checkout."""
-    here = Path(__file__).resolve().parent
-    done = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=here
-    )
-    return done.stdout.strip() or "unknown"
 
 
 class RecipeRecord:
@@ -104,7 +87,7 @@ class RecipeRecord:
         entry["status"] = "running"
         started = datetime.datetime.now(datetime.UTC)
         attempt = {"started": started.isoformat(timespec="seconds")}
-        attempt |= {"device": device_description(), "commit": _commit()}
+        attempt |= {"device": device_description(), "commit": source_commit() or "unknown"}
         entry["attempts"].append(attempt)
         self._write()
         tick = time.perf_counter()

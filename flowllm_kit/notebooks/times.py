@@ -4,15 +4,13 @@ summary printed after a series."""
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import json
 import os
-import platform
-import subprocess
 from pathlib import Path
 from typing import Any
 
+from flowllm_kit.provenance import cpu_model, source_commit
 from flowllm_kit.run import RunFolder
 
 __all__ = [
@@ -46,25 +44,12 @@ def stage_times(run_dir: str | Path) -> dict[str, float]:
 
 def _machine() -> str:
     """CPU model and core count of this machine, e.g. ``Intel(R) Xeon(R) ..., 2 cores``."""
-    model = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return f"{model}, {os.cpu_count()} cores"
+    return f"{cpu_model()}, {os.cpu_count()} cores"
 
 
 def commit() -> str:
     """The repository's short commit, or ``unknown`` outside a git checkout."""
-    try:
-        found = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True, text=True, check=True, cwd=Path(__file__).parent,
-        )  # fmt: skip
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return found.stdout.strip()
+    return source_commit() or "unknown"
 
 
 def record_times(

@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from flowllm_kit.llm.crystal_lists import write_crystal_lists
+from flowllm_kit.provenance import source_commit
 from flowllm_kit.run import LLM_CONFIG_JSON, RunFolder
 from flowllm_kit.stages import SelectedCrystals, load_flows, load_llm
 from flowllm_kit.stages.generate import STARTS_JSON, start_statistics
@@ -239,17 +239,6 @@ def _curve(history: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> dict[st
     return {key: [r.get(key) for r in kept] for key in ("step", *keys)}
 
 
-def _commit() -> str | None:
-    try:
-        done = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10,
-            cwd=Path(__file__).parent,
-        )  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout.strip() or None
-
-
 def export(
     run: RunFolder,
     folder: str | Path,
@@ -324,7 +313,7 @@ def export(
         "name": folder.name,
         "description": description,
         "exported": date.today().isoformat(),
-        "trained_at_commit": trained_at or _commit(),
+        "trained_at_commit": trained_at or source_commit(),
         "recipe": dict(recipe),
         "data": data,
         "flows": flow_settings,
