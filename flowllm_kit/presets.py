@@ -8,6 +8,7 @@ stage adds its config here as it lands; notebooks and the command line read them
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, TypeVar
@@ -79,6 +80,27 @@ class Preset:
     steps 10-20x slower."""
 
 
+# make demo samples and evaluates the shipped mp20-demo models (training them takes about
+# an hour here, most of it the LLM's); its time goes to the evaluation, where relaxation
+# dominates: 200 crystals per system at up to 250 FIRE steps (measured stage times:
+# notebooks/stage_times.json). It evaluates the four systems the paper's claims compare and
+# the real yardstick; FlowMM-CSP and the perturbed control would add about 5 minutes
+# (notebook 07 evaluates them too with `-p system_names all -p controls '["real", "perturbed"]'`
+# through `python -m flowllm_kit.notebooks run`).
+_DEMO = Preset(
+    name="demo",
+    data=DataConfig(dataset="mp_20", train_split="val", eval_split="test"),
+    evaluation=EvaluationConfig(
+        n_evaluate=200,
+        n_reference=256,
+        systems=("flowllm", "llm_only", "flowmm", "flowllm_types"),
+        controls=("real",),
+    ),
+    num_samples=250,  # 200 evaluated; benchmarks/shipped_comparison.py draws 500
+    checkpoint="mp20-demo",
+)
+
+
 _PRESETS: dict[str, Preset] = {
     "smoke": Preset(
         name="smoke",
@@ -89,38 +111,16 @@ _PRESETS: dict[str, Preset] = {
         num_samples=16,
         threads=1,
     ),
-    # make demo samples and evaluates the shipped mp20-demo models (training them takes about
-    # an hour here, most of it the LLM's); its time goes to the evaluation, where relaxation
-    # dominates: 200 crystals per system at up to 250 FIRE steps (measured stage times:
-    # notebooks/stage_times.json). It evaluates the four systems the paper's claims compare and
-    # the real yardstick; FlowMM-CSP and the perturbed control would add about 5 minutes
-    # (notebook 07 evaluates them too with `-p system_names all -p controls '["real", "perturbed"]'`
-    # through `python -m flowllm_kit.notebooks run`).
-    "demo": Preset(
-        name="demo",
-        data=DataConfig(dataset="mp_20", train_split="val", eval_split="test"),
-        evaluation=EvaluationConfig(
-            n_evaluate=200,
-            n_reference=256,
-            systems=("flowllm", "llm_only", "flowmm", "flowllm_types"),
-            controls=("real",),
-        ),
-        num_samples=250,  # 200 evaluated; benchmarks/shipped_comparison.py draws 500
-        checkpoint="mp20-demo",
-    ),
+    "demo": _DEMO,
     # The kit-scale recipe (python -m flowllm_kit recipe --preset kit): the demo's data, tens of
     # thousands of LLM/real pairs and flows trained until their validation loss stops falling;
     # 500 crystals per system evaluated, the size of the comparison in the README.
-    "kit": Preset(
+    "kit": dataclasses.replace(
+        _DEMO,
         name="kit",
-        data=DataConfig(dataset="mp_20", train_split="val", eval_split="test"),
-        evaluation=EvaluationConfig(
-            n_evaluate=500,
-            n_reference=256,
-            systems=("flowllm", "llm_only", "flowmm", "flowllm_types"),
-            controls=("real",),
-        ),
+        evaluation=dataclasses.replace(_DEMO.evaluation, n_evaluate=500),
         num_samples=600,
+        checkpoint=None,
     ),
     "paper": Preset(
         name="paper",

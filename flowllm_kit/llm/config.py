@@ -230,6 +230,41 @@ SCRATCH_PRESETS: dict[str, ScratchModelConfig] = {
     "gpu": ScratchModelConfig(hidden_size=768, num_layers=12, num_heads=12, intermediate_size=2048),
 }
 
+# Demo: 13,000 steps of 16 texts (23 passes over MP-20 val) in random order, the formula in 4
+# of 5 prompts (as often as in the reference's random prompts) and nothing in the others,
+# texts packed into rows of 512 tokens (same gradients as padding, ~1.2x faster on the CPU).
+# In make demo at 3ee199f (62 minutes of training on 2 CPU cores) the model wrote the reduced
+# formula in 56% of 256 answers to the 128 held-out formulas (the exact atoms in 36%) at
+# tau 0.7, P 0.9; the previous recipe (11,310 steps, the formula in half the prompts,
+# padded) 39% (28%). Formula following takes many passes and is sensitive to the recipe: on
+# a GPU, the Trainer's length-grouped batches learned no copying in 20 passes, and seeds of
+# one recipe differed by 15 of 128 formulas (benchmarks/results/llm_formula.md).
+_DEMO = LLMConfig(
+    scratch=SCRATCH_PRESETS["demo"],
+    finetune=FinetuneConfig(
+        max_steps=13_000,
+        batch_size=16,
+        pack_length=512,
+        learning_rate=2e-3,
+        warmup_steps=50,
+        eval_steps=1_000,
+        save_steps=1_000,
+        logging_steps=50,
+        max_eval_crystals=128,
+        conditioning="formula",
+        formula_probability=0.8,
+    ),
+    # The paper's best settings. (The first demo model, 4 blocks trained for 1,500 steps of
+    # 16, fell into loops of atoms at them and sampled at tau 0.9, P 0.95 instead.)
+    sampling=LLMSamplingConfig(
+        temperature=0.7, top_p=0.9, batch_size=32, max_new_tokens=448, continuous=True
+    ),
+    # Composition-constrained decoding keeps every parsed draw: the pair set does not then
+    # depend on how often the model gets a composition right (notebook 04 reports that).
+    pairs=PairConfig(num_pairs=500, max_draws=1_000, constrain_composition=True),
+)
+
+
 LLM_PRESETS: dict[str, LLMConfig] = {
     # Smoke: 16 crystals of at most 4 atoms, many passes. Within a minute on one CPU thread a
     # 0.1M-parameter model learns to write and end such short texts and to answer a training
@@ -251,61 +286,13 @@ LLM_PRESETS: dict[str, LLMConfig] = {
         sampling=LLMSamplingConfig(batch_size=16, max_new_tokens=448, continuous=True),
         pairs=PairConfig(num_pairs=16, max_draws=512),
     ),
-    # Demo: 13,000 steps of 16 texts (23 passes over MP-20 val) in random order, the formula in 4
-    # of 5 prompts (as often as in the reference's random prompts) and nothing in the others,
-    # texts packed into rows of 512 tokens (same gradients as padding, ~1.2x faster on the CPU).
-    # In make demo at 3ee199f (62 minutes of training on 2 CPU cores) the model wrote the reduced
-    # formula in 56% of 256 answers to the 128 held-out formulas (the exact atoms in 36%) at
-    # tau 0.7, P 0.9; the previous recipe (11,310 steps, the formula in half the prompts,
-    # padded) 39% (28%). Formula following takes many passes and is sensitive to the recipe: on
-    # a GPU, the Trainer's length-grouped batches learned no copying in 20 passes, and seeds of
-    # one recipe differed by 15 of 128 formulas (benchmarks/results/llm_formula.md).
-    "demo": LLMConfig(
-        scratch=SCRATCH_PRESETS["demo"],
-        finetune=FinetuneConfig(
-            max_steps=13_000,
-            batch_size=16,
-            pack_length=512,
-            learning_rate=2e-3,
-            warmup_steps=50,
-            eval_steps=1_000,
-            save_steps=1_000,
-            logging_steps=50,
-            max_eval_crystals=128,
-            conditioning="formula",
-            formula_probability=0.8,
-        ),
-        # The paper's best settings. (The first demo model, 4 blocks trained for 1,500 steps of
-        # 16, fell into loops of atoms at them and sampled at tau 0.9, P 0.95 instead.)
-        sampling=LLMSamplingConfig(
-            temperature=0.7, top_p=0.9, batch_size=32, max_new_tokens=448, continuous=True
-        ),
-        # Composition-constrained decoding keeps every parsed draw: the pair set does not then
-        # depend on how often the model gets a composition right (notebook 04 reports that).
-        pairs=PairConfig(num_pairs=500, max_draws=1_000, constrain_composition=True),
-    ),
+    "demo": _DEMO,
     # Kit scale: the demo's model and recipe trained twice as long (46 passes over MP-20 val,
     # about two hours on 2 CPU cores), and the paper's pair set in miniature: 30,000 pairs drawn
     # at tau 0.9, P 0.99 and kept only when the composition is the target's (the paper's
     # rejection, no constrained decoding), about 3 draws per training crystal.
-    "kit": LLMConfig(
-        scratch=SCRATCH_PRESETS["demo"],
-        finetune=FinetuneConfig(
-            max_steps=26_000,
-            batch_size=16,
-            pack_length=512,
-            learning_rate=2e-3,
-            warmup_steps=50,
-            eval_steps=1_000,
-            save_steps=1_000,
-            logging_steps=50,
-            max_eval_crystals=128,
-            conditioning="formula",
-            formula_probability=0.8,
-        ),
-        sampling=LLMSamplingConfig(
-            temperature=0.7, top_p=0.9, batch_size=32, max_new_tokens=448, continuous=True
-        ),
+    "kit": _DEMO.replace(
+        finetune=dataclasses.replace(_DEMO.finetune, max_steps=26_000),
         pairs=PairConfig(num_pairs=30_000, max_draws=150_000),
     ),
     # The paper: LLaMA-2 70B, QLoRA (4-bit) r=8 alpha=32, 10 epochs, batch 16, cosine 5e-4.
