@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 from flow_steps_ablation import (  # benchmarks/flow_steps_ablation.py
+    coincident_ids,
     has_coincident_pair,
     still_coincident,
     validity_change,
@@ -60,8 +61,7 @@ def main() -> None:
     starts = flow_starts(run, ["flowllm"])["flowllm"]
     sampler = FlowSamplerConfig(**json.loads(run.sampler_settings.read_text()))
     before = np.asarray(structural_validity(starts), dtype=bool)
-    invalid = [c for c, ok in zip(starts, before, strict=True) if not ok]
-    coincident = [c.id for c in invalid if has_coincident_pair(c)]
+    coincident = coincident_ids(starts, before)
     pairs = PairSet.load(run.root / "pairs" / "pairs.npz")
     rows = []
     for trained in seconds:

@@ -82,12 +82,11 @@ def _validity_report(run: RunFolder, sets: dict, starts: list) -> str:
         "|---|---|---|---|",
     ]
     for label, crystals in sets.items():
-        if [c.id for c in crystals] != [c.id for c in starts]:
-            raise ValueError(f"{label}: not the refinements of the run's LLM crystals, in order")
-        after = np.asarray(structural_validity(crystals), dtype=bool)
-        lines.append(f"| {label} | {validity_change(before, after)} |")
+        lines.append(
+            f"| {label} | {validity_change(before, refined_validity(label, crystals, starts))} |"
+        )
     invalid = [c for c, ok in zip(starts, before, strict=True) if not ok]
-    coincident = [c.id for c in invalid if has_coincident_pair(c)]
+    coincident = coincident_ids(starts, before)
     lines += [
         "",
         "## Why invalid starts stay invalid: coincident atoms",
@@ -104,6 +103,19 @@ def _validity_report(run: RunFolder, sets: dict, starts: list) -> str:
     for label, crystals in list(sets.items())[1:]:
         lines.append(f"| {label} | {still_coincident(crystals, coincident)} of {len(coincident)} |")
     return "\n".join(lines) + "\n"
+
+
+def refined_validity(label: str, crystals: list, starts: list) -> np.ndarray:
+    """Structural validity of ``crystals``, which must be the refinements of ``starts``, in
+    their order (``label`` names them in the error)."""
+    if [c.id for c in crystals] != [c.id for c in starts]:
+        raise ValueError(f"{label}: not the refinements of the run's LLM crystals, in order")
+    return np.asarray(structural_validity(crystals), dtype=bool)
+
+
+def coincident_ids(starts: list, valid: np.ndarray) -> list[str]:
+    """The ids of the invalid starts that hold two atoms of one element at one place."""
+    return [c.id for c, ok in zip(starts, valid, strict=True) if not ok and has_coincident_pair(c)]
 
 
 def validity_change(before: np.ndarray, after: np.ndarray) -> str:

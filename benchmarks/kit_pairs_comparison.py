@@ -27,7 +27,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from flow_steps_ablation import has_coincident_pair, still_coincident, validity_change
+from flow_steps_ablation import (
+    coincident_ids,
+    refined_validity,
+    still_coincident,
+    validity_change,
+)
 from machine import commit, describe  # benchmarks/machine.py
 from shipped_comparison import interval_cell
 
@@ -144,8 +149,7 @@ def _stages(recipe: dict) -> list[str]:
 def _validity(sets: dict, starts: list) -> list[str]:
     """Structural validity of each set and how each flow moved the LLM's crystals."""
     before = np.asarray(structural_validity(starts), dtype=bool)
-    invalid = [c for c, ok in zip(starts, before, strict=True) if not ok]
-    coincident = [c.id for c in invalid if has_coincident_pair(c)]
+    coincident = coincident_ids(starts, before)
     lines = [
         "",
         "## Structural validity (atoms at least 0.5 Å apart, volume at least 0.1 Å³ per atom)",
@@ -155,9 +159,7 @@ def _validity(sets: dict, starts: list) -> list[str]:
         "|---|---|---|---|---|",
     ]
     for label, crystals in sets.items():
-        if [c.id for c in crystals] != [c.id for c in starts]:
-            raise ValueError(f"{label}: not the refinements of the run's LLM crystals, in order")
-        after = np.asarray(structural_validity(crystals), dtype=bool)
+        after = refined_validity(label, crystals, starts)
         lines.append(
             f"| {label} | {validity_change(before, after)} "
             f"| {still_coincident(crystals, coincident)} of {len(coincident)} |"
