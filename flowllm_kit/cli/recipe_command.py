@@ -33,6 +33,8 @@ import torch
 
 from flowllm_kit import llm, pretrained, stages
 from flowllm_kit.cli.common import CommandError, setup
+from flowllm_kit.distributed import world
+from flowllm_kit.files import atomic_file
 from flowllm_kit.flow import FlowSamplerConfig, flow_configs
 from flowllm_kit.flow.train import resolve_device
 from flowllm_kit.presets import get_preset
@@ -98,8 +100,11 @@ class RecipeRecord:
         self._write()
 
     def _write(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(json.dumps(self.data, indent=1))
+        # Whole or not at all: a recipe stopped mid-write keeps its last record. Under a
+        # launcher every process runs the stages, and rank 0 alone keeps the record.
+        if world().is_main:
+            with atomic_file(self.path) as sink:
+                sink.write(json.dumps(self.data, indent=1).encode())
 
 
 def _options(parser: argparse.ArgumentParser) -> None:
