@@ -1,16 +1,18 @@
 """Wall time of the README's generation command from the shipped checkpoint.
 
 Runs ``python -m flowllm_kit generate --formula LiFePO4 -n 8`` (and the unconditional
-``-n 100``) as a user types them, three times each into fresh folders, and writes the median
+``-n 100``) as a user types them, three times each into fresh folders, for each shipped
+checkpoint (the default one as typed, the others with ``--checkpoint``), and writes the median
 wall time, the share of crystals with the requested composition and their validity to
 ``benchmarks/results/generate.md`` with the machine described. Usage::
 
-    python benchmarks/bench_generate.py
+    python benchmarks/bench_generate.py [--checkpoints mp20-demo mp20-kit]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import subprocess
 import sys
@@ -22,6 +24,8 @@ from pathlib import Path
 import pandas as pd
 from machine import describe  # benchmarks/machine.py
 
+from flowllm_kit import pretrained
+
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = [["--formula", "LiFePO4", "-n", "8"], ["-n", "100"]]
 
@@ -29,23 +33,29 @@ COMMANDS = [["--formula", "LiFePO4", "-n", "8"], ["-n", "100"]]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--checkpoints", nargs="+", default=pretrained.available(), help="(%(default)s)"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "generate.md")
     args = parser.parse_args()
     lines = [
         "# `python -m flowllm_kit generate` from the shipped checkpoint "
         "(benchmarks/bench_generate.py)",
         "",
-        f"Measured {date.today().isoformat()}, checkpoint `mp20-demo`, the command's defaults "
-        "(FlowLLM refinement, 250 Euler steps); wall time includes starting Python and loading "
-        f"the models; median of {args.repeats} runs.",
+        f"Measured {date.today().isoformat()}, the command's defaults (FlowLLM refinement, 250 "
+        "Euler steps); wall time includes starting Python and loading the models; median of "
+        f"{args.repeats} runs. `generate` without `--checkpoint` uses "
+        f"`{pretrained.DEFAULT}`.",
         "",
         describe(),
         "",
-        "| command | wall s (median) | with the requested composition | structurally valid | "
-        "compositionally valid |",
-        "|---|---|---|---|---|",
+        "| checkpoint | command | wall s (median) | with the requested composition | "
+        "structurally valid | compositionally valid |",
+        "|---|---|---|---|---|---|",
     ]
-    for options in COMMANDS:
+    for name, options in itertools.product(args.checkpoints, COMMANDS):
+        if name != pretrained.DEFAULT:
+            options = [*options, "--checkpoint", name]
         seconds, summary = [], None
         for _ in range(args.repeats):
             with tempfile.TemporaryDirectory() as folder:
@@ -58,7 +68,8 @@ def main() -> None:
         matches = summary["matches_request"].dropna()
         share = f"{matches.sum()}/{len(matches)}" if len(matches) else "n/a"
         lines.append(
-            f"| `generate {' '.join(options)}` | {statistics.median(seconds):.1f} | {share} | "
+            f"| {name} | `generate {' '.join(options)}` | "
+            f"{statistics.median(seconds):.1f} | {share} | "
             f"{summary['structurally_valid'].sum()}/{len(summary)} | "
             f"{summary['compositionally_valid'].sum()}/{len(summary)} |"
         )

@@ -13,6 +13,13 @@ It evaluates the run's systems at ``-n`` crystals each with ``python -m flowllm_
 interval) and ``shipped_comparison.md``: the table, the differences the paper's claims are
 about with their intervals, the checkpoint, the date, the machine and the commit. Notebook 08
 reads the CSV.
+
+A checkpoint exported from a recipe run folder (``export-checkpoint``) is compared in the folder
+it was exported from: ``--checkpoint`` names it, and the script first checks that the run's LLM
+and flow weights are that checkpoint's, byte for byte (sha256 against its manifest)::
+
+    python benchmarks/shipped_comparison.py runs/kit -n 500 --preset kit --checkpoint mp20-kit \
+        --out benchmarks/results/kit_comparison
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ from pathlib import Path
 import pandas as pd
 from machine import commit, describe  # benchmarks/machine.py
 
+from flowllm_kit import pretrained
+from flowllm_kit.data.cache import file_sha256
 from flowllm_kit.run import RunFolder
 from flowllm_kit.stages import differences_table
 
@@ -85,6 +94,44 @@ def interval_cell(value: float, low: float, high: float) -> str:
     return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
+def provenance(run: RunFolder, checkpoint: str | None) -> tuple[str, str, str]:
+    """The checkpoint whose models ``run`` holds, the commit they were trained at, and what
+    sampled them.
+
+    Without ``checkpoint``: the one the notebooks installed into the run. With it: the one
+    exported from the run, after checking that each of its weight files (the LLM's and every
+    flow's) has the sha256 of the run's own file; the script stops where one differs.
+    """
+    if checkpoint is None:
+        if not run.installed_checkpoint.is_file():
+            sys.exit(f"{run.installed_checkpoint} is missing: the run's models are not a "
+                     "checkpoint's (name the one exported from it with --checkpoint)")  # fmt: skip
+        installed = json.loads(run.installed_checkpoint.read_text())
+        return (
+            installed["checkpoint"],
+            installed["trained_at_commit"],
+            ("notebooks 04 and 06 of `make demo`"),
+        )
+    manifest = pretrained.load(checkpoint).manifest
+    weights = {"llm/model/model.safetensors": run.llm_model / "model.safetensors"}
+    for model in manifest["flows"]:
+        weights[f"flow/{model}/checkpoint/ema.safetensors"] = (
+            run.flow_checkpoint(model) / "ema.safetensors"
+        )
+    for inside, path in weights.items():
+        if not path.is_file() or file_sha256(path) != manifest["files"][inside]["sha256"]:
+            sys.exit(f"{path} is not {checkpoint}'s {inside}: that checkpoint was not exported "
+                     f"from {run.root}")  # fmt: skip
+    return (
+        checkpoint,
+        manifest["trained_at_commit"],
+        (
+            "the `recipe` command's `llm-samples` and `samples` stages, whose weights are the "
+            f"checkpoint's (sha256 of the LLM and of {', '.join(manifest['flows'])} checked)"
+        ),
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path, help="a run folder sampled from a checkpoint")
@@ -95,16 +142,20 @@ def main() -> None:
         help="systems to evaluate, controls included (%(default)s)",
     )  # fmt: skip
     parser.add_argument("--skip-evaluate", action="store_true", help="only write the tables")
+    parser.add_argument("--preset", default="demo", help="evaluation settings (%(default)s)")
+    parser.add_argument(
+        "--checkpoint",
+        help="the checkpoint exported from this run folder (its weights are checked against the "
+        "run's); default: the checkpoint the notebooks installed into it",
+    )
     args = parser.parse_args()
     run = RunFolder(args.run_dir)
-    if not run.installed_checkpoint.is_file():
-        sys.exit(f"{run.installed_checkpoint} is missing: the run's models are not a checkpoint's")
-    provenance = json.loads(run.installed_checkpoint.read_text())
+    name, trained_at, sampled_by = provenance(run, args.checkpoint)
     seconds = None
     machine = describe()
     if not args.skip_evaluate:
         start = time.perf_counter()
-        command = [sys.executable, "-m", "flowllm_kit", "evaluate", "--preset", "demo"]
+        command = [sys.executable, "-m", "flowllm_kit", "evaluate", "--preset", args.preset]
         command += ["--run-dir", str(run), "-n", str(args.n), "--systems", *args.systems]
         subprocess.run(command, check=True)
         seconds = time.perf_counter() - start
@@ -120,14 +171,14 @@ def main() -> None:
         for row in table.itertuples(index=False)
     }
     lines = [
-        f"# The shipped `{provenance['checkpoint']}` models at {args.n} crystals per system "
+        f"# The shipped `{name}` models at {args.n} crystals per system "
         "(benchmarks/shipped_comparison.py)",
         "",
         f"Evaluated {date.today().isoformat()} at commit `{commit()}` on the run folder "
-        f"`{run.root.name}`; the models are checkpoint `{provenance['checkpoint']}` (trained at "
-        f"`{provenance['trained_at_commit']}`), sampled by notebooks 04 and 06 of `make demo`.",
-        "Trained on MP-20 val, evaluated against MP-20 test, `demo` evaluation settings (CHGNet, "
-        "FIRE up to 250 steps, fmax 0.1 eV/Å).",
+        f"`{run.root.name}`; the models are checkpoint `{name}` (trained at `{trained_at}`), "
+        f"sampled by {sampled_by}.",
+        f"Trained on MP-20 val, evaluated against MP-20 test, `{args.preset}` evaluation settings "
+        "(CHGNet, FIRE up to 250 steps, fmax 0.1 eV/Å).",
         "Every cell is `value [95% interval]`: Wilson for rates, the bootstrap over the crystals "
         "for means and distances.",
         machine,

@@ -226,6 +226,7 @@ def test_generate_command_writes_cifs_and_names_bad_formula_files(
     assert run_cli("generate", "--formula-file", str(formulas), "-n", "1", "--num-steps", "2",
                    "--out", str(out)) == 0  # fmt: skip
     printed = capsys.readouterr().out
+    assert f"checkpoint {pretrained.DEFAULT}: " in printed  # the default, named on screen
     assert "with the requested composition: 100%" in printed
     assert sorted(p.name for p in (out / "cif").iterdir()) == ["000-0.cif", "001-0.cif"]
     formulas.write_text("GaAs\nGa1.5As\n")

@@ -21,7 +21,7 @@ def _options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--checkpoint",
         help=f"a shipped checkpoint {pretrained.available()} or a checkpoint folder (default: "
-        "the first shipped one; --run-dir takes a run folder's models instead)",
+        f"{pretrained.DEFAULT}; --run-dir takes a run folder's models instead)",
     )
     parser.add_argument("-n", type=int, default=8, help="crystals (per formula) (%(default)s)")
     parser.add_argument(
@@ -74,11 +74,10 @@ def read_formula_file(path: str | Path) -> list[str]:
 def _run(args: argparse.Namespace) -> RunFolder:
     if args.run_dir:
         return RunFolder(args.run_dir)
-    name = args.checkpoint or next(iter(pretrained.available()), None)
-    if name is None:
+    if not args.checkpoint and not pretrained.available():
         raise CommandError("no checkpoint is shipped with this install: give --run-dir")
     try:
-        checkpoint = pretrained.load(name)
+        checkpoint = pretrained.load(args.checkpoint or pretrained.DEFAULT)
     except pretrained.CheckpointError as error:
         raise CommandError(str(error)) from None
     print(f"checkpoint {checkpoint.root.name}: {checkpoint.manifest['description']}")

@@ -18,7 +18,6 @@ tokenizer's JSON files go in (no pickles, such as the Trainer's ``training_args.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from collections.abc import Mapping, Sequence
@@ -27,6 +26,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from flowllm_kit.data.cache import file_sha256
 from flowllm_kit.llm.crystal_lists import write_crystal_lists
 from flowllm_kit.provenance import source_commit
 from flowllm_kit.run import LLM_CONFIG_JSON, RunFolder
@@ -35,6 +35,7 @@ from flowllm_kit.stages.generate import STARTS_JSON, start_statistics
 
 __all__ = [
     "CHECKPOINTS",
+    "DEFAULT",
     "MANIFEST",
     "CheckpointError",
     "Pretrained",
@@ -59,6 +60,8 @@ _LLM_FILES = (
     "special_tokens_map.json",
 )
 _CURVE_POINTS = 200  # points kept of each training curve
+# The checkpoint ``generate`` uses when none is named (benchmarks/results/generate.md times it).
+DEFAULT = "mp20-demo"
 
 
 class CheckpointError(ValueError):
@@ -139,7 +142,9 @@ class Pretrained:
             copies[model] = [(f, run.flow_checkpoint(model) / f.name) for f in source.iterdir()]
         installed = []
         for part, pairs in copies.items():
-            there = [target.is_file() and _sha256(target) == _sha256(f) for f, target in pairs]
+            there = [
+                target.is_file() and file_sha256(target) == file_sha256(f) for f, target in pairs
+            ]
             if all(there):
                 continue
             weights = [t for f, t in pairs if f.suffix == ".safetensors" and t.exists()]
@@ -165,7 +170,7 @@ class Pretrained:
             json.dumps(
                 {
                     "checkpoint": self.root.name,
-                    "manifest_sha256": _sha256(self.root / MANIFEST),
+                    "manifest_sha256": file_sha256(self.root / MANIFEST),
                     "trained_at_commit": self.manifest.get("trained_at_commit"),
                     "installed": sorted({*done, *installed, *(p for p in copies)}),
                 },
@@ -180,14 +185,6 @@ def available() -> list[str]:
     if not CHECKPOINTS.is_dir():
         return []
     return sorted(p.name for p in CHECKPOINTS.iterdir() if (p / MANIFEST).is_file())
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def verify(folder: str | Path) -> dict[str, Any]:
@@ -206,7 +203,7 @@ def verify(folder: str | Path) -> dict[str, Any]:
         path = folder / name
         if not path.is_file():
             raise CheckpointError(f"{folder.name}: {name} is missing")
-        if path.stat().st_size != expected["bytes"] or _sha256(path) != expected["sha256"]:
+        if path.stat().st_size != expected["bytes"] or file_sha256(path) != expected["sha256"]:
             raise CheckpointError(
                 f"{folder.name}: {name} does not match its manifest (sha256 or size differ): "
                 "the file is damaged or was changed; reinstall the package or re-export it"
@@ -297,7 +294,7 @@ def export(
             json.dumps({"atom_counts": asdict(sizes), "uniform_base": asdict(base)}, indent=1)
         )
     files = {
-        str(p.relative_to(folder)): {"sha256": _sha256(p), "bytes": p.stat().st_size}
+        str(p.relative_to(folder)): {"sha256": file_sha256(p), "bytes": p.stat().st_size}
         for p in sorted(folder.rglob("*"))
         if p.is_file()
     }
