@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 from flowllm_kit import pretrained
 from flowllm_kit.cli import main
 from flowllm_kit.crystal import CrystalBatch
-from flowllm_kit.flow import FlowSamplerConfig
+from flowllm_kit.flow import FlowSamplerConfig, train_preset
 from flowllm_kit.llm import llm_preset
 from flowllm_kit.llm.crystal_lists import read_crystal_lists
 from flowllm_kit.run import RunFolder
@@ -53,23 +53,31 @@ def test_the_shipped_checkpoint_loads_by_name_and_matches_its_manifest():
         checkpoint.flow("cdvae")
 
 
-def test_the_kit_checkpoint_is_the_demo_llm_with_the_kit_recipes_flowllm():
-    """mp20-kit: FlowLLM trained by the recipe command on the kit preset's pairs, beside the
-    unchanged mp20-demo LLM that drew them; its manifest records where each stage ran."""
+def test_the_kit_checkpoint_is_the_demo_llm_with_the_kit_recipes_three_flows():
+    """mp20-kit: FlowLLM, FlowMM and FlowLLM-Types trained by the recipe command on the kit
+    preset's pairs, beside the unchanged mp20-demo LLM that drew them; its manifest records
+    where and how long each stage ran, and the metrics of each flow."""
     kit, demo = pretrained.load("mp20-kit"), pretrained.load(SHIPPED)
-    assert kit.flows == ("flowllm",)
+    assert kit.flows == ("flowllm", "flowmm", "flowllm_types")
     for name in ("llm/model/model.safetensors", "llm/model/tokenizer.json"):
         assert kit.manifest["files"][name]["sha256"] == demo.manifest["files"][name]["sha256"]
     recipe = kit.manifest["recipe"]
     assert recipe["preset"] == "kit"
-    flow = recipe["stages"]["flow-flowllm"]
-    assert flow["status"] == "done" and flow["result"]["stopped_early"]
-    assert flow["result"]["train_pairs"] == llm_preset("kit").pairs.num_pairs
-    assert all(a["device"] and a["seconds"] >= 0 for a in flow["attempts"])
-    assert kit.manifest["flows"]["flowllm"]["step"] == flow["result"]["steps"]
+    limit = train_preset("kit").max_steps
+    for model in kit.flows:
+        flow = recipe["stages"][f"flow-{model}"]
+        assert flow["status"] == "done"
+        # trained until the validation loss stopped falling, or to the preset's step limit
+        assert flow["result"]["stopped_early"] or flow["result"]["steps"] == limit
+        assert flow["result"]["train_pairs"] == llm_preset("kit").pairs.num_pairs
+        assert all(a["device"] and a["seconds"] >= 0 for a in flow["attempts"])
+        assert kit.manifest["flows"][model]["step"] == flow["result"]["steps"]
+    systems = {row["system"] for row in kit.manifest["metrics"]["rows"]}
+    assert {*kit.flows, "llm_only"} <= systems
+    assert (pretrained.CHECKPOINTS / "mp20-kit" / "starts.json").is_file()  # FlowMM's sizes
     sizes = [f["bytes"] for c in (kit, demo) for f in c.manifest["files"].values()]
     assert sum(sizes) < 25e6  # every shipped checkpoint together
-    assert not kit.flow("flowllm").type_bits
+    assert not kit.flow("flowllm").type_bits and kit.flow("flowmm").type_bits
 
 
 def test_export_then_load_keeps_every_weight(tmp_path: Path):

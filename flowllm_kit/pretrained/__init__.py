@@ -61,7 +61,7 @@ _LLM_FILES = (
 )
 _CURVE_POINTS = 200  # points kept of each training curve
 # The checkpoint ``generate`` uses when none is named (benchmarks/results/generate.md times it).
-DEFAULT = "mp20-demo"
+DEFAULT = "mp20-kit"
 
 
 class CheckpointError(ValueError):
