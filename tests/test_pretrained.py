@@ -72,6 +72,8 @@ def test_the_kit_checkpoint_is_the_demo_llm_with_the_kit_recipes_three_flows():
         assert flow["result"]["train_pairs"] == llm_preset("kit").pairs.num_pairs
         assert all(a["device"] and a["seconds"] >= 0 for a in flow["attempts"])
         assert kit.manifest["flows"][model]["step"] == flow["result"]["steps"]
+    # the LLM was installed from mp20-demo (recipe --llm-from), so its curve is mp20-demo's
+    assert kit.manifest["curves"]["llm"] == demo.manifest["curves"]["llm"]
     systems = {row["system"] for row in kit.manifest["metrics"]["rows"]}
     assert {*kit.flows, "llm_only"} <= systems
     assert (pretrained.CHECKPOINTS / "mp20-kit" / "starts.json").is_file()  # FlowMM's sizes

@@ -236,6 +236,20 @@ def _curve(history: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> dict[st
     return {key: [r.get(key) for r in kept] for key in ("step", *keys)}
 
 
+def _installed_llm(run: RunFolder) -> Pretrained | None:
+    """The checkpoint whose LLM was installed into ``run`` (:meth:`Pretrained.install`), if
+    it is still available: its training curve is the run's LLM's."""
+    if not run.installed_checkpoint.is_file():
+        return None
+    installed = json.loads(run.installed_checkpoint.read_text())
+    if "llm" not in installed.get("installed", []):
+        return None
+    try:
+        return load(installed["checkpoint"])
+    except CheckpointError:
+        return None
+
+
 def export(
     run: RunFolder,
     folder: str | Path,
@@ -271,6 +285,8 @@ def export(
     log = run.llm / "train_log.json"
     if log.is_file():
         curves["llm"] = _curve(json.loads(log.read_text()), ("loss", "eval_loss"))
+    elif (installed_from := _installed_llm(run)) is not None:  # e.g. recipe --llm-from
+        curves["llm"] = installed_from.manifest["curves"].get("llm", {})
     flow_settings = {}
     for model in flows:
         source = run.flow_checkpoint(model)
