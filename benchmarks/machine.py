@@ -3,32 +3,26 @@
 from __future__ import annotations
 
 import os
-import platform
-import re
-import subprocess
 from pathlib import Path
 
 import torch
 
+from flowllm_kit.provenance import cpu_model, source_commit
+
 
 def describe(threads: str = "") -> str:
     """CPU model and cores, torch version (and ``threads``, a note on threads), load average."""
-    model = platform.processor() or "unknown"
-    if Path("/proc/cpuinfo").exists():
-        found = re.search(r"model name\s*:\s*(.*)", Path("/proc/cpuinfo").read_text())
-        model = found.group(1) if found else model
     load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     note = f"; {threads}" if threads else ""
     return (
-        f"- CPU: {model}, {os.cpu_count()} logical cores; torch {torch.__version__}{note}\n"
+        f"- CPU: {cpu_model()}, {os.cpu_count()} logical cores; torch {torch.__version__}{note}\n"
         f"- load average at start (1/5/15 min): {load}"
     )
 
 
 def commit() -> str:
     """The short hash of the checked-out commit ("unknown" outside a git checkout)."""
-    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    return done.stdout.strip() or "unknown"
+    return source_commit() or "unknown"
 
 
 def data_root() -> Path:
