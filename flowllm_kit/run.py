@@ -9,6 +9,7 @@ file only::
       tokenizer/                    the digit-splitting tokenizer (notebook 02)
       llm/                          fine-tuning: llm_config.json, checkpoints/, model/ (03)
       llm_samples.jsonl             every unconditional LLM draw, rejected ones included (04)
+      llm_formulas.jsonl            the LLM's answers to held-out formulas (recipe)
       pairs/pairs.npz               the (LLM crystal, real crystal) pair set; pair_samples.jsonl
       pairs_val/pairs.npz           held-out pairs for the flows' validation loss (04)
       flow/<model>/checkpoint/      a trained flow: weights, EMA, optimizer, state.json (05)
@@ -105,6 +106,11 @@ class RunFolder:
     def llm_samples(self) -> Path:
         """Every unconditional draw of the LLM (JSON lines, rejected draws included)."""
         return self.root / "llm_samples.jsonl"
+
+    @property
+    def llm_formulas(self) -> Path:
+        """The LLM's answer to each held-out formula prompt (JSON lines, every draw)."""
+        return self.root / "llm_formulas.jsonl"
 
     @property
     def pairs_dir(self) -> Path:

@@ -4,7 +4,8 @@ time recorded (the kit-scale recipe: ``python -m flowllm_kit recipe --preset kit
 The stages, in order, each the stage function the notebooks and the other commands call:
 
 - ``llm``: fine-tune the preset's LLM (notebook 03), or copy a shipped one (``--llm-from``);
-- ``llm-samples``: the LLM's unconditional crystals, FlowLLM's starts (notebook 04);
+- ``llm-samples``: the LLM's unconditional crystals, FlowLLM's starts (notebook 04), and its
+  answers to the held-out formulas, one each (how well it follows a formula; kit target 80%);
 - ``pairs``: the preset's (LLM crystal, real crystal) pairs and validation pairs (notebook 04);
 - ``flow-<model>``: each flow trained on them with the preset's budget (notebook 05), until its
   validation loss stops falling where the preset sets a patience;
@@ -156,7 +157,14 @@ def recipe(args: argparse.Namespace) -> None:
         result = stages.sample_llm(
             run, model, tokenizer, saved, num_samples=preset.num_samples, seed=args.seed
         )
-        return {"parsed": len(result.crystals), "draws": result.num_draws}
+        following = stages.formula_following(
+            run, model, tokenizer, saved, crystals.evaluation, seed=args.seed + 1
+        )
+        print(f"formula following (held-out): {following}")
+        return {
+            "parsed": len(result.crystals), "draws": result.num_draws,
+            "formula_following": following.as_dict(),
+        }  # fmt: skip
 
     def pairs() -> dict[str, Any]:
         model, tokenizer, saved = stages.load_llm(run)

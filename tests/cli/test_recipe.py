@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from flowllm_kit import llm, stages, text
 from flowllm_kit.cli import main
 from flowllm_kit.cli.recipe_command import recipe_stages
 from flowllm_kit.crystal import read_crystals
@@ -50,6 +51,7 @@ def test_recipe_records_skips_and_resumes(
     assert record["stages"]["flow-flowllm"]["result"]["steps"] == 200  # its max_steps
     samples = folder.samples_file("flowllm")
     assert record["stages"]["samples"]["result"] == {"flowllm": 16}
+    check_formula_following(folder, record["stages"]["llm-samples"]["result"], tmp_path)
     assert len(read_crystals(samples)) == 16
     first = samples.read_bytes()
 
@@ -77,3 +79,29 @@ def test_recipe_records_skips_and_resumes(
     assert len(json.loads(path.read_text())["stages"]["samples"]["attempts"]) == 3
     assert run("recipe", "--preset", "demo", "--run-dir", str(folder.root)) == 2
     assert "records the 'smoke' recipe" in capsys.readouterr().err
+
+
+def check_formula_following(folder: RunFolder, result: dict, tmp_path: Path) -> None:
+    """The recipe's formula-following record matches its draws file, and the counting is right
+    where the smoke LLM does follow formulas (its training ones, which it has memorised)."""
+    lists = llm.read_crystal_lists(folder.llm)
+    following = result["formula_following"]
+    assert following["formulas"] == len(lists.evaluation)  # one answer per held-out formula
+    draws = llm.read_draws(folder.llm_formulas)
+    assert [d.draw for d in draws] == list(range(len(lists.evaluation)))
+    assert following["parsed"] == sum(d.kept for d in draws)
+    assert 0 <= following["exact"] <= following["reduced"] <= following["elements"]
+    low, high = following["exact_interval"]
+    assert low <= following["exact_share"] <= high
+
+    model, tokenizer, config = stages.load_llm(folder)
+    asked = lists.train[:8]
+    other = RunFolder(tmp_path / "training-formulas")
+    counted = stages.formula_following(other, model, tokenizer, config, asked, seed=3)
+    # Recount from the saved texts: answer k is to formula k.
+    answers = {d.draw: text.decode(d.text) for d in llm.read_draws(other.llm_formulas) if d.kept}
+    exact = sum(answers[k].composition == asked[k].composition for k in answers)
+    reduced = sum(answers[k].formula == asked[k].formula for k in answers)
+    assert (counted.parsed, counted.exact, counted.reduced) == (len(answers), exact, reduced)
+    assert counted.exact > 0  # it answers training formulas with their atoms
+    assert str(counted).startswith(f"{exact} of 8 formulas answered with exactly")
