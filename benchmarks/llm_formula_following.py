@@ -1,11 +1,12 @@
 """How often an LLM answers a held-out formula with exactly that composition, the kit recipe's
 measure (``stages.formula_following``, recorded by ``recipe``'s ``llm-samples`` stage).
 
-Each source is a shipped checkpoint's name or a run folder with ``llm/`` (notebook 03 or
-``recipe``). Every LLM answers the same prompts: one draw per formula of the preset's held-out
-crystals (MP-20 test, the first 128 of the demo and kit presets), at the LLM's own sampling
-settings (tau 0.7, P 0.9 for demo and kit), no constrained decoding, seed 1 as in the recipe.
-An answer that does not parse counts as a miss. Appends a table to
+Each source is a shipped checkpoint's name, a run folder with ``llm/`` (notebook 03 or
+``recipe``), or one of its Trainer checkpoints (``<run>/llm/checkpoints/checkpoint-N``: a
+model's curve while it trains). Every LLM answers the same prompts: one draw per formula of the
+preset's held-out crystals (MP-20 test, the first 128 of the demo and kit presets), at the LLM's
+own sampling settings (tau 0.7, P 0.9 for demo and kit), no constrained decoding, seed 1 as in
+the recipe. An answer that does not parse counts as a miss. Appends a table to
 ``benchmarks/results/llm_formula_following.md`` with the machine described. Usage::
 
     FLOWLLM_KIT_DATA=/path/to/data python benchmarks/llm_formula_following.py \\
@@ -15,6 +16,7 @@ An answer that does not parse counts as a miss. Appends a table to
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from datetime import date
@@ -22,7 +24,7 @@ from pathlib import Path
 
 from machine import commit, describe  # benchmarks/machine.py
 
-from flowllm_kit import pretrained, stages
+from flowllm_kit import llm, pretrained, stages
 from flowllm_kit.evaluate import wilson_interval
 from flowllm_kit.run import RunFolder
 
@@ -30,13 +32,25 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def load(source: str) -> tuple:
-    """``(model, tokenizer, LLMConfig)`` of a checkpoint name or a run folder."""
+    """``(model, tokenizer, LLMConfig)`` of a checkpoint name, a run folder, or a Trainer
+    checkpoint inside one (``<run>/llm/checkpoints/checkpoint-N``, a model still training)."""
     if source in pretrained.available():
         return pretrained.load(source).llm()
     folder = Path(source)
-    if not (folder / "llm").is_dir():
-        raise SystemExit(f"{source}: neither a shipped checkpoint nor a run folder with llm/")
-    return stages.load_llm(RunFolder(folder))
+    if (folder / "llm").is_dir():
+        return stages.load_llm(RunFolder(folder))
+    run = RunFolder(folder.parents[2]) if len(folder.parents) > 2 else None
+    if run is None or not (folder / "config.json").is_file() or not run.llm_config.is_file():
+        raise SystemExit(
+            f"{source}: not a shipped checkpoint, a run folder with llm/, or a Trainer "
+            "checkpoint in <run>/llm/checkpoints/"
+        )
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(str(folder), use_safetensors=True).eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(run.tokenizer))
+    config = llm.LLMConfig.from_dict(json.loads(run.llm_config.read_text()))
+    return model, tokenizer, config
 
 
 def main() -> None:
