@@ -12,8 +12,9 @@ The stages, in order, each the stage function the notebooks and the other comman
 - ``samples``: each flow's crystals (notebook 06); ``evaluate`` scores them (notebook 07).
 
 A stage that finished is recorded in ``<run>/recipe.json`` (when, on which device, how long,
-with which kit commit) and skipped when the command runs again; one that was interrupted runs
-again and resumes from what it saved (the LLM's and the flows' checkpoints, the draws already
+with which kit commit) and skipped when the command runs again; one that was interrupted (its
+time so far is written every minute, so a killed attempt still counts) runs again and resumes
+from what it saved (the LLM's and the flows' checkpoints, the draws already
 in the pair and sample files). So a recipe of hours on a CPU survives being stopped, and its
 record says where each part ran: ``--stages`` runs some of them (e.g. the LLM on a GPU
 machine, the rest elsewhere, in one run folder).
@@ -26,6 +27,7 @@ import dataclasses
 import datetime
 import json
 import os
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -42,10 +44,12 @@ from flowllm_kit.presets import get_preset
 from flowllm_kit.provenance import cpu_model, source_commit
 from flowllm_kit.run import RunFolder
 
-__all__ = ["COMMANDS", "recipe", "recipe_stages"]
+__all__ = ["COMMANDS", "RecipeRecord", "recipe", "recipe_stages"]
 
 FLOWS = ("flowllm", "flowmm", "flowllm_types")
 """The flows the recipe trains: the three the comparison needs (FlowMM-CSP is notebook 05's)."""
+HEARTBEAT_SECONDS = 60.0
+"""How often a running stage writes its attempt's seconds so far to ``recipe.json``."""
 VAL_PAIRS = 512
 """Validation pairs on the held-out crystals (fewer when the preset keeps fewer training
 pairs); the flows' validation loss, and so their patience, reads them."""
@@ -85,8 +89,16 @@ class RecipeRecord:
         return self.data["stages"].get(stage, {}).get("status") == "done"
 
     def run(self, stage: str, work: Callable[[], dict[str, Any]]) -> None:
-        """Run ``work`` (which returns what to record of its result) and record it."""
+        """Run ``work`` (which returns what to record of its result) and record it.
+
+        While ``work`` runs, the attempt's seconds so far are written every
+        :data:`HEARTBEAT_SECONDS`, so an attempt that is killed (a session's end, a preempted
+        job) keeps its time to within that, and the stage's total counts it. The next run of
+        the stage marks such an attempt ``interrupted``.
+        """
         entry = self.data["stages"].setdefault(stage, {"attempts": []})
+        if entry.get("status") == "running" and entry["attempts"]:
+            entry["attempts"][-1]["interrupted"] = True
         entry["status"] = "running"
         started = datetime.datetime.now(datetime.UTC)
         attempt = {"started": started.isoformat(timespec="seconds")}
@@ -94,7 +106,20 @@ class RecipeRecord:
         entry["attempts"].append(attempt)
         self._write()
         tick = time.perf_counter()
-        result = work()
+        stop = threading.Event()
+
+        def heartbeat() -> None:
+            while not stop.wait(HEARTBEAT_SECONDS):
+                attempt["seconds"] = round(time.perf_counter() - tick, 1)
+                self._write()
+
+        beating = threading.Thread(target=heartbeat, name=f"recipe {stage}", daemon=True)
+        beating.start()
+        try:
+            result = work()
+        finally:
+            stop.set()
+            beating.join()
         attempt["seconds"] = round(time.perf_counter() - tick, 1)
         entry |= {"status": "done", "result": result}
         entry["seconds"] = round(sum(a.get("seconds", 0.0) for a in entry["attempts"]), 1)

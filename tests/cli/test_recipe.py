@@ -4,13 +4,14 @@ recorded with its device and time, a finished stage skipped and an interrupted o
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
 
 from flowllm_kit import llm, stages, text
-from flowllm_kit.cli import main
-from flowllm_kit.cli.recipe_command import recipe_stages
+from flowllm_kit.cli import main, recipe_command
+from flowllm_kit.cli.recipe_command import RecipeRecord, recipe_stages
 from flowllm_kit.crystal import read_crystals
 from flowllm_kit.run import RunFolder
 
@@ -30,6 +31,42 @@ def test_recipe_refuses_unknown_stages_and_checkpoints(
     assert "unknown stages ['flow-flowmm_csp']" in capsys.readouterr().err
     assert run(*common, "--stages", "llm", "--llm-from", "no-such-checkpoint") == 2
     assert "--llm-from no-such-checkpoint" in capsys.readouterr().err
+
+
+def test_a_running_stage_keeps_its_time_on_disk_and_a_killed_one_is_marked_interrupted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(recipe_command, "HEARTBEAT_SECONDS", 0.02)
+    folder = RunFolder(tmp_path)
+    seen: list[dict] = []
+
+    def work() -> dict:  # waits until the record on disk shows this attempt's time so far
+        deadline = time.monotonic() + 10
+        while not seen and time.monotonic() < deadline:
+            attempt = json.loads(folder.recipe.read_text())["stages"]["llm"]["attempts"][-1]
+            if attempt.get("seconds", 0) > 0:
+                seen.append(attempt)
+            time.sleep(0.01)
+        return {"steps": 1}
+
+    RecipeRecord(folder, "smoke").run("llm", work)
+    assert seen and "interrupted" not in seen[0]
+    done = json.loads(folder.recipe.read_text())["stages"]["llm"]
+    assert done["status"] == "done" and done["seconds"] >= seen[0]["seconds"]
+
+    # A process killed mid-stage leaves it "running" with the time of its last heartbeat; the
+    # next run marks that attempt interrupted and counts its time in the stage's total.
+    killed = json.loads(folder.recipe.read_text())
+    killed["stages"]["llm"] |= {"status": "running"}
+    killed["stages"]["llm"]["attempts"][-1]["seconds"] = 100.0
+    folder.recipe.write_text(json.dumps(killed))
+    monkeypatch.setattr(recipe_command, "HEARTBEAT_SECONDS", 60.0)
+    RecipeRecord(folder, "smoke").run("llm", lambda: {"steps": 2})
+    again = json.loads(folder.recipe.read_text())["stages"]["llm"]
+    first, second = again["attempts"]
+    assert first["interrupted"] is True and "interrupted" not in second
+    assert again["seconds"] == round(100.0 + second["seconds"], 1)
+    assert again["result"] == {"steps": 2}
 
 
 @pytest.mark.slow
