@@ -18,6 +18,7 @@ file only::
       samples/sampler.json          the sampler settings used
       evaluation/                   metrics.csv, relax cache, one folder per system (07, 08)
       checkpoint.json               the shipped checkpoint the models came from, if they did
+      recipe.json, redone/          the recipe's record; outputs of stages it ran again
       notebooks/, stages/, logs/    the series runner: executed notebooks, finished-stage
                                     markers, kernel logs and progress events
 
@@ -219,6 +220,11 @@ class RunFolder:
     def recipe(self) -> Path:
         """Each stage the ``recipe`` command finished: device, wall time, commit, result."""
         return self.root / "recipe.json"
+
+    @property
+    def redone(self) -> Path:
+        """Where ``recipe --redo`` moves a finished stage's outputs before running it again."""
+        return self.root / "redone"
 
     # --- the series runner ---------------------------------------------------------------
     @property

@@ -14,10 +14,11 @@ The stages, in order, each the stage function the notebooks and the other comman
 A stage that finished is recorded in ``<run>/recipe.json`` (when, on which device, how long,
 with which kit commit) and skipped when the command runs again; one that was interrupted (its
 time so far is written every minute, so a killed attempt still counts) runs again and resumes
-from what it saved (the LLM's and the flows' checkpoints, the draws already
-in the pair and sample files). So a recipe of hours on a CPU survives being stopped, and its
-record says where each part ran: ``--stages`` runs some of them (e.g. the LLM on a GPU
-machine, the rest elsewhere, in one run folder).
+from what it saved (the LLM's and the flows' checkpoints, the draws already in the pair and
+sample files). So a recipe of hours on a CPU survives being stopped, and its record says where
+each part ran: ``--stages`` runs some of them (e.g. the LLM on a GPU machine, the rest
+elsewhere, in one run folder). ``--redo STAGE`` runs a finished stage afresh: its outputs move
+to ``<run>/redone/`` first, since the stage would otherwise resume from them.
 """
 
 from __future__ import annotations
@@ -27,16 +28,18 @@ import dataclasses
 import datetime
 import json
 import os
+import shutil
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from flowllm_kit import llm, pretrained, stages
 from flowllm_kit.cli.common import CommandError, setup
-from flowllm_kit.distributed import world
+from flowllm_kit.distributed import barrier, world
 from flowllm_kit.files import atomic_file
 from flowllm_kit.flow import FlowSamplerConfig, flow_configs
 from flowllm_kit.flow.train import resolve_device
@@ -133,6 +136,34 @@ class RecipeRecord:
                 sink.write(json.dumps(self.data, indent=1).encode())
 
 
+def stage_outputs(run: RunFolder, stage: str) -> list[Path]:
+    """The files and folders the recipe's ``stage`` writes (what ``--redo`` moves aside)."""
+    if stage.startswith("flow-"):
+        return [run.flow(stage.removeprefix("flow-"))]
+    return {
+        "llm": [run.llm, run.installed_checkpoint],
+        "llm-samples": [run.llm_samples, run.llm_formulas],
+        "pairs": [run.pairs_dir, run.val_pairs_dir],
+        "samples": [run.samples],
+    }[stage]
+
+
+def move_aside(run: RunFolder, stage: str) -> Path | None:
+    """Move the outputs of a finished ``stage`` into ``run.redone/<time>-<stage>/`` (kept, not
+    deleted), so that running it again computes them afresh instead of resuming from them.
+    Returns that folder, or None when the stage had written nothing."""
+    found = [path for path in stage_outputs(run, stage) if path.exists()]
+    if not found:
+        return None
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S")
+    target = run.redone / f"{stamp}-{stage}"
+    for path in found:
+        destination = target / path.relative_to(run.root)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(path, destination)
+    return target
+
+
 def _options(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``recipe`` to its subparser."""
     parser.add_argument(
@@ -142,7 +173,12 @@ def _options(parser: argparse.ArgumentParser) -> None:
         help=f"run only these stages ({', '.join(recipe_stages())}); default: all, in order",
     )
     parser.add_argument(
-        "--redo", nargs="+", default=[], metavar="STAGE", help="run these again though recorded"
+        "--redo",
+        nargs="+",
+        default=[],
+        metavar="STAGE",
+        help="run these again though recorded; their outputs move to <run>/redone/ first (a "
+        "redo that was interrupted resumes instead)",
     )
     parser.add_argument(
         "--llm-from",
@@ -244,6 +280,13 @@ def recipe(args: argparse.Namespace) -> None:
         if record.done(name) and name not in args.redo:
             print(f"{name}: done ({record.data['stages'][name]['seconds']:.0f} s), skipped")
             continue
+        if record.done(name):  # redo: the stage functions resume from files, so clear them
+            if world().is_main and (moved := move_aside(run, name)) is not None:
+                print(f"{name}: its earlier outputs moved to {moved}")
+            barrier()
+            later = [n for n in names[names.index(name) + 1 :] if record.done(n)]
+            if later and not set(later) <= set(args.redo):
+                print(f"{name}: note that {', '.join(later)} were built on its earlier outputs")
         print(f"{name}: running on {device_description()}")
         record.run(name, work[name])
         entry = record.data["stages"][name]

@@ -111,9 +111,33 @@ def test_recipe_records_skips_and_resumes(
     assert len(again["stages"]["llm"]["attempts"]) == 1
     assert samples.read_bytes() == first
 
-    # --redo runs a finished stage again; another preset in the same folder is refused.
+    # --redo runs a finished stage afresh: its outputs are moved aside (kept) first, since the
+    # stage would resume from them; the later stages built on them are named.
+    capsys.readouterr()
+    draws = folder.llm_samples.read_bytes()
+    assert run(*argv, "--threads", "1", "--stages", "llm-samples", "--redo", "llm-samples") == 0
+    out = capsys.readouterr().out
+    (moved,) = folder.redone.iterdir()
+    assert f"llm-samples: its earlier outputs moved to {moved}" in out
+    assert "note that pairs, flow-flowllm, samples were built on its earlier outputs" in out
+    assert (moved / folder.llm_samples.name).read_bytes() == draws
+    assert (moved / folder.llm_formulas.name).is_file()
+    redone = json.loads(path.read_text())["stages"]["llm-samples"]
+    assert len(redone["attempts"]) == 2 and redone["status"] == "done"
+    assert redone["result"]["draws"] == record["stages"]["llm-samples"]["result"]["draws"]
+    assert len(llm.read_draws(folder.llm_samples)) == redone["result"]["draws"]  # drawn afresh
     assert run(*argv, "--threads", "1", "--stages", "samples", "--redo", "samples") == 0
     assert len(json.loads(path.read_text())["stages"]["samples"]["attempts"]) == 3
+    assert samples.read_bytes() == first  # the same seed draws the same crystals again
+    assert len(list(folder.redone.iterdir())) == 2
+    # A redo that was interrupted resumes from what it wrote instead of moving it aside.
+    record = json.loads(path.read_text())
+    record["stages"]["samples"]["status"] = "running"
+    path.write_text(json.dumps(record))
+    capsys.readouterr()
+    assert run(*argv, "--threads", "1", "--stages", "samples", "--redo", "samples") == 0
+    assert "moved" not in capsys.readouterr().out and len(list(folder.redone.iterdir())) == 2
+    # Another preset in the same folder is refused.
     assert run("recipe", "--preset", "demo", "--run-dir", str(folder.root)) == 2
     assert "records the 'smoke' recipe" in capsys.readouterr().err
 
