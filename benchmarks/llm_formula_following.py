@@ -25,7 +25,6 @@ from pathlib import Path
 from machine import commit, describe  # benchmarks/machine.py
 
 from flowllm_kit import llm, pretrained, stages
-from flowllm_kit.evaluate import wilson_interval
 from flowllm_kit.run import RunFolder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,11 +79,11 @@ def main() -> None:
                 RunFolder(folder), model, tokenizer, config, held_out, seed=args.seed
             )
             seconds = time.perf_counter() - start
-        low, high = wilson_interval(result.exact, result.formulas)
+        low, high = result.exact_interval
         n = result.formulas
         lines.append(
             f"| {source} | {result.temperature:g} | {result.top_p:g} | {result.parsed}/{n} | "
-            f"**{result.exact}/{n} ({result.exact / n:.0%} [{low:.0%}, {high:.0%}])** | "
+            f"**{result.exact}/{n} ({result.exact_share:.0%} [{low:.0%}, {high:.0%}])** | "
             f"{result.reduced}/{n} | {result.elements}/{n} | {seconds:.0f} |"
         )
         print(lines[-1], flush=True)

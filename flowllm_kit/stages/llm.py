@@ -199,18 +199,29 @@ class FormulaFollowing:
     temperature: float
     top_p: float
 
+    @property
+    def exact_share(self) -> float:
+        """The share of formulas answered with exactly their composition (NaN for none)."""
+        return self.exact / self.formulas if self.formulas else float("nan")
+
+    @property
+    def exact_interval(self) -> tuple[float, float]:
+        """The 95% Wilson interval of :attr:`exact_share`."""
+        return wilson_interval(self.exact, self.formulas)
+
     def as_dict(self) -> dict[str, Any]:
         """The counts and the sampling settings, with the exact share and its 95% Wilson
         interval (fractions), for a JSON record."""
-        low, high = wilson_interval(self.exact, self.formulas)
-        share = self.exact / self.formulas if self.formulas else float("nan")
-        return dataclasses.asdict(self) | {"exact_share": share, "exact_interval": [low, high]}
+        return dataclasses.asdict(self) | {
+            "exact_share": self.exact_share,
+            "exact_interval": list(self.exact_interval),
+        }
 
     def __str__(self) -> str:
-        low, high = wilson_interval(self.exact, self.formulas)
+        low, high = self.exact_interval
         return (
             f"{self.exact} of {self.formulas} formulas answered with exactly their "
-            f"composition ({self.exact / max(self.formulas, 1):.0%} [{low:.0%}, {high:.0%}]), "
+            f"composition ({self.exact_share:.0%} [{low:.0%}, {high:.0%}]), "
             f"{self.reduced} with their reduced formula, {self.elements} with their elements; "
             f"{self.parsed} answers parsed (tau {self.temperature:g}, P {self.top_p:g})"
         )
@@ -248,6 +259,8 @@ def formula_following(
     counts = {"exact": 0, "reduced": 0, "elements": 0}
     if parsed:
         agreement = llm.composition_agreement(out.crystals, [crystals[d] for d in out.draws])
+        # The agreement holds shares of the parsed answers; each share times their number is
+        # a whole count up to rounding error.
         counts = {key: round(getattr(agreement, key) * parsed) for key in counts}
     return FormulaFollowing(
         formulas=len(crystals), parsed=parsed, **counts,

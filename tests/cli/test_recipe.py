@@ -166,3 +166,4 @@ def check_formula_following(folder: RunFolder, result: dict, tmp_path: Path) -> 
     assert (counted.parsed, counted.exact, counted.reduced) == (len(answers), exact, reduced)
     assert counted.exact > 0  # it answers training formulas with their atoms
     assert str(counted).startswith(f"{exact} of 8 formulas answered with exactly")
+    assert counted.as_dict()["exact_share"] == exact / 8
