@@ -53,16 +53,25 @@ def test_the_shipped_checkpoint_loads_by_name_and_matches_its_manifest():
         checkpoint.flow("cdvae")
 
 
-def test_the_kit_checkpoint_is_the_demo_llm_with_the_kit_recipes_three_flows():
-    """mp20-kit: FlowLLM, FlowMM and FlowLLM-Types trained by the recipe command on the kit
-    preset's pairs, beside the unchanged mp20-demo LLM that drew them; its manifest records
-    where and how long each stage ran, and the metrics of each flow."""
+def test_the_kit_checkpoint_is_the_kit_recipe_end_to_end():
+    """mp20-kit: the kit preset's own LLM, trained from scratch by the recipe command for the
+    preset's steps, and FlowLLM, FlowMM and FlowLLM-Types trained on the pairs that LLM drew;
+    its manifest records where and how long each stage ran, and the metrics of each model."""
     kit, demo = pretrained.load("mp20-kit"), pretrained.load(SHIPPED)
     assert kit.flows == ("flowllm", "flowmm", "flowllm_types")
-    for name in ("llm/model/model.safetensors", "llm/model/tokenizer.json"):
-        assert kit.manifest["files"][name]["sha256"] == demo.manifest["files"][name]["sha256"]
+    weights = "llm/model/model.safetensors"
+    assert kit.manifest["files"][weights]["sha256"] != demo.manifest["files"][weights]["sha256"]
     recipe = kit.manifest["recipe"]
     assert recipe["preset"] == "kit"
+    llm = recipe["stages"]["llm"]
+    assert llm["status"] == "done" and "installed_from" not in llm["result"]
+    assert llm["result"]["steps"] == llm_preset("kit").finetune.max_steps
+    # its own training curve (train_log.json), ending at the last step, not mp20-demo's
+    curve = kit.manifest["curves"]["llm"]
+    assert curve != demo.manifest["curves"]["llm"]
+    assert curve["step"][-1] == llm["result"]["steps"]
+    pairs = recipe["stages"]["pairs"]["result"]
+    assert pairs["pairs"] == llm_preset("kit").pairs.num_pairs
     limit = train_preset("kit").max_steps
     for model in kit.flows:
         flow = recipe["stages"][f"flow-{model}"]
@@ -72,8 +81,6 @@ def test_the_kit_checkpoint_is_the_demo_llm_with_the_kit_recipes_three_flows():
         assert flow["result"]["train_pairs"] == llm_preset("kit").pairs.num_pairs
         assert all(a["device"] and a["seconds"] >= 0 for a in flow["attempts"])
         assert kit.manifest["flows"][model]["step"] == flow["result"]["steps"]
-    # the LLM was installed from mp20-demo (recipe --llm-from), so its curve is mp20-demo's
-    assert kit.manifest["curves"]["llm"] == demo.manifest["curves"]["llm"]
     systems = {row["system"] for row in kit.manifest["metrics"]["rows"]}
     assert {*kit.flows, "llm_only"} <= systems
     assert (pretrained.CHECKPOINTS / "mp20-kit" / "starts.json").is_file()  # FlowMM's sizes
