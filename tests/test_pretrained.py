@@ -72,6 +72,8 @@ def test_the_kit_checkpoint_is_the_kit_recipe_end_to_end():
     assert curve["step"][-1] == llm["result"]["steps"]
     pairs = recipe["stages"]["pairs"]["result"]
     assert pairs["pairs"] == llm_preset("kit").pairs.num_pairs
+    # every draw is a pair or a rejection, except accepted draws beyond the last pair needed
+    assert pairs["pairs"] + sum(pairs["rejections"].values()) <= pairs["draws"]
     limit = train_preset("kit").max_steps
     for model in kit.flows:
         flow = recipe["stages"][f"flow-{model}"]
