@@ -80,8 +80,9 @@ class Preset:
     steps 10-20x slower."""
 
 
-# make demo samples and evaluates the shipped mp20-demo models (training them takes about
-# an hour here, most of it the LLM's); its time goes to the evaluation, where relaxation
+# make demo samples and evaluates the shipped mp20-kit models (the kit recipe's: training them
+# took about 4.5 hours here, 2.6 of them the LLM's; mp20-demo, an hour's training, is
+# `-p checkpoint mp20-demo`); its time goes to the evaluation, where relaxation
 # dominates: 200 crystals per system at up to 250 FIRE steps (measured stage times:
 # notebooks/stage_times.json). It evaluates the four systems the paper's claims compare and
 # the real yardstick; FlowMM-CSP and the perturbed control would add about 5 minutes
@@ -97,7 +98,7 @@ _DEMO = Preset(
         controls=("real",),
     ),
     num_samples=250,  # 200 evaluated; benchmarks/shipped_comparison.py draws 500
-    checkpoint="mp20-demo",
+    checkpoint="mp20-kit",
 )
 
 

@@ -56,10 +56,11 @@ def test_notebook_runs_in_smoke_preset(notebook: Path, run_dir: Path) -> None:
 @pytest.mark.notebooks
 def test_series_starts_from_a_checkpoint(run_dir: Path, tmp_path: Path) -> None:
     """Notebooks 03-05 with a checkpoint (the demo's default): its LLM and flows become the run's,
-    03 fine-tunes LoRA adapters on the LLM, 05 trains short runs beside the shipped flows."""
+    03 fine-tunes LoRA adapters on the LLM, 05 trains short runs beside the shipped flows. Like
+    mp20-kit, the checkpoint holds no FlowMM-CSP: the run's is the short run's network."""
     if not (run_dir / "flow" / "flowmm_csp" / "checkpoint").is_dir():
         pytest.skip("needs the smoke series of this module (run the whole file)")
-    flows = ("flowllm", "flowmm", "flowmm_csp", "flowllm_types")
+    flows = ("flowllm", "flowmm", "flowllm_types")
     checkpoint = pretrained.export(
         RunFolder(run_dir), tmp_path / "smoke-models", description="the smoke series' models",
         recipe={"preset": "smoke"}, flows=flows,
@@ -77,6 +78,9 @@ def test_series_starts_from_a_checkpoint(run_dir: Path, tmp_path: Path) -> None:
         shipped = checkpoint.root / "flow" / model / "checkpoint" / "ema.safetensors"
         assert installed.read_bytes() == shipped.read_bytes()
         assert (run / "short" / "flow" / model / "checkpoint" / "ema.safetensors").is_file()
+    short = run / "short" / "flow" / "flowmm_csp" / "checkpoint" / "ema.safetensors"
+    installed = folder.flow_checkpoint("flowmm_csp") / "ema.safetensors"
+    assert installed.read_bytes() == short.read_bytes()  # trained here, the checkpoint has none
     weights = folder.llm_model / "model.safetensors"
     assert weights.read_bytes() == (checkpoint.root / "llm/model/model.safetensors").read_bytes()
     assert (run / "lora" / "llm" / "model" / "adapter_model.safetensors").is_file()
