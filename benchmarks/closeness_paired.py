@@ -29,6 +29,7 @@ import pandas as pd
 from machine import commit  # benchmarks/machine.py
 
 from flowllm_kit.evaluate.intervals import Estimate, bootstrap_estimate, rate_estimate
+from flowllm_kit.run import RunFolder
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,7 +39,7 @@ def paired(run_dir: Path, refined: str, start: str) -> pd.DataFrame:
     of its refinement in ``refined`` (suffix ``_refined``), matched by the number in the id."""
     frames = []
     for system, suffix in ((refined, "_refined"), (start, "_start")):
-        path = run_dir / "evaluation" / system / "per_structure.csv"
+        path = RunFolder(run_dir).per_structure(system)
         if not path.is_file():
             raise SystemExit(f"{path} is missing: evaluate {system!r} in {run_dir} first")
         frame = pd.read_csv(path)
